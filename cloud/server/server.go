@@ -1,0 +1,200 @@
+// Package server wires the cloud together: the bbolt store, the blob
+// directory, the services and the REST API, on one HTTP listener. It is the
+// one place where the cloud's adapters meet.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/mlfleet/mlfleet/cloud"
+	"github.com/mlfleet/mlfleet/cloud/internal/blobstore"
+	"github.com/mlfleet/mlfleet/cloud/internal/boltstore"
+	"github.com/mlfleet/mlfleet/cloud/internal/httpapi"
+)
+
+// Config configures the cloud.
+type Config struct {
+	// DataDir holds the state file and blobs (default "./mlfleet-data").
+	DataDir string
+	// Addr is the HTTP listen address (default "127.0.0.1:8480"; port 0 picks one).
+	Addr string
+	// MaxModelBytes bounds one model upload (default 4 GiB).
+	MaxModelBytes int64
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+	// ShutdownGrace is how long Run waits for requests in flight (default 10s).
+	ShutdownGrace time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.DataDir == "" {
+		c.DataDir = "mlfleet-data"
+	}
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8480"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+}
+
+// Server is a running cloud.
+type Server struct {
+	cfg   Config
+	store *boltstore.Store
+	svc   *cloud.Service
+	api   *httpapi.API
+	ln    net.Listener
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the data dir and binds the listener. It starts no goroutines;
+// Run serves.
+func New(cfg Config) (*Server, error) {
+	cfg.defaults()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	store, err := boltstore.Open(filepath.Join(cfg.DataDir, "cloud.db"), 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := blobstore.Open(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	svc := cloud.NewService(store, blobs, cloud.Config{MaxModelBytes: cfg.MaxModelBytes})
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	return &Server{cfg: cfg, store: store, svc: svc, api: httpapi.New(svc, httpapi.Options{Logger: cfg.Logger}), ln: ln}, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the server's base URL.
+func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// Service exposes the services (for in-process tools and tests).
+func (s *Server) Service() *cloud.Service { return s.svc }
+
+// Handler is the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.api }
+
+// Run serves until ctx ends, then shuts down gracefully and closes the store.
+func (s *Server) Run(ctx context.Context) error {
+	srv := &http.Server{
+		Handler:           s.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	opsCtx, stopOps := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.svc.RunOperations(opsCtx, 2); err != nil {
+			s.cfg.Logger.Error("operations", "err", err)
+		}
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(s.ln) }()
+	s.cfg.Logger.Info("mlfleet cloud serving", "url", s.URL(), "data", s.cfg.DataDir)
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+		err = srv.Shutdown(sctx)
+		cancel()
+		<-errc
+	}
+	stopOps()
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return errors.Join(err, s.Close())
+}
+
+// Close releases the listener and the store. It is idempotent.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		lerr := s.ln.Close()
+		if errors.Is(lerr, net.ErrClosed) {
+			lerr = nil
+		}
+		s.closeErr = errors.Join(lerr, s.store.Close())
+	})
+	return s.closeErr
+}
+
+// Init creates the first administrator in the data dir's store and writes its
+// token to tokenFile (mode 0600). It refuses if the cloud has users.
+func Init(ctx context.Context, dataDir, admin, email, tokenFile string) (*cloud.Token, error) {
+	if dataDir == "" {
+		dataDir = "mlfleet-data"
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	store, err := boltstore.Open(filepath.Join(dataDir, "cloud.db"), 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	blobs, err := blobstore.Open(filepath.Join(dataDir, "blobs"))
+	if err != nil {
+		return nil, err
+	}
+	tok, err := cloud.NewService(store, blobs, cloud.Config{}).Init(ctx, admin, email)
+	if err != nil {
+		return nil, err
+	}
+	if tokenFile != "" {
+		if err := writeSecret(tokenFile, tok.Secret+"\n"); err != nil {
+			return nil, err
+		}
+	}
+	return tok, nil
+}
+
+// writeSecret writes a file only its owner can read, atomically.
+func writeSecret(path, content string) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("token file: %w", err)
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		return fmt.Errorf("token file: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,99 @@
+// Command mlfleet-cloud runs the mlfleet control plane.
+//
+//	mlfleet-cloud init  [--data-dir D] [--admin NAME] [--token-file F]   create the first administrator
+//	mlfleet-cloud serve [--data-dir D] [--addr HOST:PORT]                 serve the REST API
+//
+// Flags default from MLFLEET_DATA_DIR and MLFLEET_ADDR.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/mlfleet/mlfleet/cloud/server"
+	"github.com/mlfleet/mlfleet/shared/errclass"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+const usage = `usage: mlfleet-cloud <command> [flags]
+
+commands:
+  init    create the first administrator and write its token to a file
+  serve   serve the REST API (the default)
+
+Run 'mlfleet-cloud <command> -h' for a command's flags.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("mlfleet-cloud "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", env("MLFLEET_DATA_DIR", "mlfleet-data"), "directory for the cloud's state and blobs")
+	var err error
+	switch cmd {
+	case "init":
+		admin := fs.String("admin", "admin", "name of the first administrator")
+		email := fs.String("email", "", "email of the first administrator")
+		tokenFile := fs.String("token-file", "", "where to write the admin token (default <data-dir>/admin.token)")
+		if fs.Parse(args) != nil {
+			return 2
+		}
+		if *tokenFile == "" {
+			*tokenFile = filepath.Join(*dataDir, "admin.token")
+		}
+		if _, err = server.Init(ctx, *dataDir, *admin, *email, *tokenFile); err == nil {
+			fmt.Fprintf(stdout, "created administrator %q; token written to %s (mode 0600)\n", *admin, *tokenFile)
+			fmt.Fprintf(stdout, "next: mlfleet-cloud serve --data-dir %s, then mlfleet login --token-file %s\n", *dataDir, *tokenFile)
+		}
+	case "serve":
+		addr := fs.String("addr", env("MLFLEET_ADDR", "127.0.0.1:8480"), "HTTP listen address")
+		maxModel := fs.Int64("max-model-bytes", 4<<30, "largest model upload accepted")
+		if fs.Parse(args) != nil {
+			return 2
+		}
+		var srv *server.Server
+		srv, err = server.New(server.Config{DataDir: *dataDir, Addr: *addr, MaxModelBytes: *maxModel,
+			Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+		if err == nil {
+			err = srv.Run(ctx)
+		}
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "mlfleet-cloud: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(stderr, "mlfleet-cloud %s: %v\n", cmd, err)
+		if errclass.Is(err, errclass.InvalidArgument) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
