@@ -22,6 +22,7 @@ import (
 // env is a real API over a real store in a temp dir.
 type env struct {
 	t      *testing.T
+	dir    string
 	svc    *cloud.Service
 	api    *API
 	srv    *httptest.Server
@@ -43,7 +44,7 @@ func newEnv(t *testing.T, dir string, cfg cloud.Config) *env {
 	api := New(svc, Options{})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	return &env{t: t, svc: svc, api: api, srv: srv, tokens: map[string]string{}}
+	return &env{t: t, dir: dir, svc: svc, api: api, srv: srv, tokens: map[string]string{}}
 }
 
 func adminCtx() context.Context {
