@@ -74,12 +74,17 @@ func InspectONNX(r io.Reader) (*Info, error) {
 		return d.skip(wt)
 	})
 	if err != nil {
-		return nil, errclass.Wrap(errclass.InvalidArgument, err, "not a valid ONNX model")
+		return nil, &errclass.Error{Class: errclass.InvalidArgument, Field: "format", Msg: "not a valid ONNX model", Err: err}
 	}
 	if !sawGraph || info.IRVersion == 0 {
 		return nil, errclass.Invalid("format", "not a valid ONNX model: no ir_version or graph")
 	}
 	if len(info.Opsets) == 0 {
+		// Required since IR version 3; also what makes a file cut after
+		// its graph (opset_import is written last) fail instead of passing.
+		if info.IRVersion >= 3 {
+			return nil, errclass.Invalid("opset_import", "not a valid ONNX model: ir_version %d without opset_import", info.IRVersion)
+		}
 		info.Opsets[""] = 1
 	}
 	return info, nil
@@ -94,12 +99,12 @@ func inspectGraph(d *decoder, n int64, info *Info) error {
 			return d.skip(wt)
 		}
 		switch num {
-		case 1: // node
-			b, err := d.bytes()
+		case 1: // node: streamed, its attributes (which may hold big tensors) skipped
+			n, err := d.length()
 			if err != nil {
 				return err
 			}
-			op, err := nodeOp(b)
+			op, err := nodeOp(d.r, n)
 			if err != nil {
 				return err
 			}
@@ -116,6 +121,28 @@ func inspectGraph(d *decoder, n int64, info *Info) error {
 					return err
 				}
 				return d.skip(wt)
+			})
+		case 15: // sparse_initializer: its name is that of its values tensor
+			n, err := d.length()
+			if err != nil {
+				return err
+			}
+			return walk(d.r, n, func(num, wt int, d *decoder) error {
+				if num != 1 || wt != 2 {
+					return d.skip(wt)
+				}
+				n, err := d.length()
+				if err != nil {
+					return err
+				}
+				return walk(d.r, n, func(num, wt int, d *decoder) error {
+					if num == 8 && wt == 2 {
+						b, err := d.bytes()
+						inits[string(b)] = true
+						return err
+					}
+					return d.skip(wt)
+				})
 			})
 		case 11, 12: // input, output
 			b, err := d.bytes()
@@ -151,9 +178,10 @@ func inspectGraph(d *decoder, n int64, info *Info) error {
 	return nil
 }
 
-func nodeOp(b []byte) (string, error) {
+// nodeOp reads a NodeProto of n bytes from r and returns its "domain:op".
+func nodeOp(r *bufio.Reader, n int64) (string, error) {
 	var op, domain string
-	err := walkBytes(b, func(num, wt int, d *decoder) error {
+	err := walk(r, n, func(num, wt int, d *decoder) error {
 		if wt == 2 && (num == 4 || num == 7) {
 			v, err := d.bytes()
 			if num == 4 {

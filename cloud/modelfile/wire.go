@@ -68,11 +68,21 @@ func (d *decoder) bytes() ([]byte, error) {
 	if n > maxField {
 		return nil, fmt.Errorf("field of %d bytes is too large", n)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(d.r, b); err != nil {
+	if n <= 64<<10 {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(d.r, b); err != nil {
+			return nil, errTruncated
+		}
+		return b, nil
+	}
+	// A large declared length is not trusted: the buffer grows with the
+	// bytes that actually arrive, so a short stream cannot make us allocate
+	// what it only claims to hold.
+	var buf bytes.Buffer
+	if got, err := io.CopyN(&buf, d.r, n); got != n || err != nil {
 		return nil, errTruncated
 	}
-	return b, nil
+	return buf.Bytes(), nil
 }
 
 func (d *decoder) skip(wt int) error {
@@ -99,9 +109,14 @@ func (d *decoder) skip(wt int) error {
 	default:
 		return fmt.Errorf("unsupported wire type %d", wt)
 	}
-	got, err := d.r.Discard(int(n))
-	if int64(got) != n || err != nil {
-		return errTruncated
+	// Discard in chunks: n may exceed int on 32-bit platforms.
+	for n > 0 {
+		chunk := min(n, 1<<30)
+		got, err := d.r.Discard(int(chunk))
+		if int64(got) != chunk || err != nil {
+			return errTruncated
+		}
+		n -= chunk
 	}
 	return nil
 }

@@ -5,9 +5,9 @@
 //	meta/
 //	  "schema"          -> "1" (decimal schema version)
 //	tree/
-//	  <key(path)>       -> JSON resource; key(path) is the path with every
-//	                       all-digit segment zero-padded to 10 digits, so that
-//	                       versions sort numerically
+//	  <key(path)>       -> JSON resource; key(path) is the path with each
+//	                       version (the segment after "versions") zero-padded
+//	                       to 10 digits, so that versions sort numerically
 //	seq/
 //	  <name>            -> uint64 big-endian counter
 //	refs/
@@ -103,11 +103,12 @@ func migrate(tx *bolt.Tx) error {
 	v := 0
 	if raw := meta.Get(kSchema); raw != nil {
 		if v, err = strconv.Atoi(string(raw)); err != nil {
-			return fmt.Errorf("schema version %q is not a number", raw)
+			return errclass.New(errclass.FailedPrecondition, "schema", "schema version %q is not a number", raw)
 		}
 	}
 	if v > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this program's %d", v, len(migrations))
+		return errclass.New(errclass.FailedPrecondition, "schema",
+			"schema version %d is newer than this program's %d (written by a newer mlfleet)", v, len(migrations))
 	}
 	for ; v < len(migrations); v++ {
 		if err := migrations[v](tx); err != nil {
@@ -159,7 +160,7 @@ type txn struct{ tx *bolt.Tx }
 func key(path string) []byte {
 	segs := strings.Split(path, "/")
 	for i, s := range segs {
-		if s != "" && len(s) < 10 && allDigits(s) {
+		if i > 0 && segs[i-1] == "versions" && s != "" && len(s) < 10 && allDigits(s) {
 			segs[i] = strings.Repeat("0", 10-len(s)) + s
 		}
 	}
@@ -418,7 +419,11 @@ func (t *txn) Grants(user, scope string) ([]cloud.RoleAssignment, error) {
 	switch {
 	case user != "" && scope != "":
 		if raw := grants.Get(join([]byte(scope), []byte(user))); raw != nil {
-			return out, decode(raw)
+			// Not "return out, decode(raw)": the order in which out and the
+			// call are evaluated is unspecified.
+			if err := decode(raw); err != nil {
+				return nil, err
+			}
 		}
 	case user != "":
 		prefix := []byte(user + "\x00")
