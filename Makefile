@@ -33,7 +33,7 @@ vet:
 	$(GO) vet ./...
 
 # Start the cloud on embedded defaults and walk through the main flow with the CLI.
-quickstart: build
+quickstart:
 	./scripts/quickstart.sh
 
 clean:

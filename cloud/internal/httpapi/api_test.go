@@ -63,7 +63,7 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 		{"workspace in model management account", "POST", v1 + maA + "/workspaces", `{"name":"x"}`, "application/json", 409, "failed_precondition", "account"},
 		{"duplicate subscription", "POST", v1 + "/subscriptions", `{"name":"a"}`, "application/json", 409, "conflict", ""},
 		{"empty model file", "POST", v1 + maA + "/models/x/versions", ``, "application/octet-stream", 400, "invalid_argument", "file"},
-		{"non-ONNX declared ONNX", "POST", v1 + maA + "/models/x/versions?format=onnx", `this is not a model`, "application/octet-stream", 400, "invalid_argument", ""},
+		{"non-ONNX declared ONNX", "POST", v1 + maA + "/models/x/versions?format=onnx", `this is not a model`, "application/octet-stream", 400, "invalid_argument", "format"},
 		{"model name with spaces", "POST", v1 + maA + "/models/my%20model/versions", `abc`, "application/octet-stream", 400, "invalid_argument", "name"},
 		{"unknown format", "POST", v1 + maA + "/models/x/versions?format=pickle", `abc`, "application/octet-stream", 400, "invalid_argument", "format"},
 		{"unknown upload parameter", "POST", v1 + maA + "/models/x/versions?colour=red", `abc`, "application/octet-stream", 400, "invalid_argument", "colour"},
