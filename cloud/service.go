@@ -29,6 +29,10 @@ type Service struct {
 	// blobMu orders blob deletion against new references to a blob.
 	blobMu sync.Mutex
 	ops    operations
+
+	devMu     sync.Mutex
+	bus       DeviceBus
+	endpoints Endpoints
 }
 
 // NewService makes a Service over a store and a blob store.

@@ -33,7 +33,7 @@ say "Creating the first administrator"
 run mlfleet-cloud init --data-dir "$data"
 
 say "Starting the cloud (embedded store and blobs in $data)"
-mlfleet-cloud serve --data-dir "$data" --addr 127.0.0.1:0 2>"$data/cloud.log" &
+mlfleet-cloud serve --data-dir "$data" --addr 127.0.0.1:0 --mqtt-addr 127.0.0.1:0 2>"$data/cloud.log" &
 cloud_pid=$!
 cleanup() { if ((keep == 0)); then kill "$cloud_pid" 2>/dev/null || true; wait "$cloud_pid" 2>/dev/null || true; fi; }
 trap cleanup EXIT

@@ -5,6 +5,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +20,9 @@ import (
 	"github.com/mlfleet/mlfleet/cloud"
 	"github.com/mlfleet/mlfleet/cloud/internal/blobstore"
 	"github.com/mlfleet/mlfleet/cloud/internal/boltstore"
+	"github.com/mlfleet/mlfleet/cloud/internal/broker"
 	"github.com/mlfleet/mlfleet/cloud/internal/httpapi"
+	"github.com/mlfleet/mlfleet/cloud/internal/mqttbus"
 )
 
 // Config configures the cloud.
@@ -33,6 +37,17 @@ type Config struct {
 	Logger *slog.Logger
 	// ShutdownGrace is how long Run waits for requests in flight (default 10s).
 	ShutdownGrace time.Duration
+
+	// MQTTAddr is where the embedded broker listens (default
+	// "127.0.0.1:0": a free port; mlfleet-cloud's flag defaults to 1883).
+	// Ignored with MQTTURL.
+	MQTTAddr string
+	// MQTTURL, if set, names an external broker (mosquitto...) instead of
+	// the embedded one; MQTTUser and MQTTPassword are the cloud's login there.
+	MQTTURL, MQTTUser, MQTTPassword string
+	// AdvertiseURL and AdvertiseMQTT are what enrolling devices are told to
+	// use (default: the listen addresses).
+	AdvertiseURL, AdvertiseMQTT string
 }
 
 func (c *Config) defaults() {
@@ -48,6 +63,9 @@ func (c *Config) defaults() {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 10 * time.Second
 	}
+	if c.MQTTAddr == "" {
+		c.MQTTAddr = "127.0.0.1:0"
+	}
 }
 
 // Server is a running cloud.
@@ -57,6 +75,9 @@ type Server struct {
 	svc   *cloud.Service
 	api   *httpapi.API
 	ln    net.Listener
+	// broker is the embedded MQTT broker (nil with an external one).
+	broker *broker.Broker
+	bus    *mqttbus.Bus
 
 	closeOnce sync.Once
 	closeErr  error
@@ -84,7 +105,62 @@ func New(cfg Config) (*Server, error) {
 		store.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	return &Server{cfg: cfg, store: store, svc: svc, api: httpapi.New(svc, httpapi.Options{Logger: cfg.Logger}), ln: ln}, nil
+	s := &Server{cfg: cfg, store: store, svc: svc, api: httpapi.New(svc, httpapi.Options{Logger: cfg.Logger}), ln: ln}
+	if err := s.newMQTT(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// newMQTT sets up the embedded broker (unless an external one is named) and
+// the cloud's client of it.
+func (s *Server) newMQTT() error {
+	url, user, pass := s.cfg.MQTTURL, s.cfg.MQTTUser, s.cfg.MQTTPassword
+	if url == "" {
+		var err error
+		user = "mlfleet-cloud"
+		if pass, err = randomSecret(); err != nil {
+			return err
+		}
+		s.broker, err = broker.New(broker.Config{Addr: s.cfg.MQTTAddr, Auth: s.svc, CloudUser: user, CloudPassword: pass,
+			Logger: s.cfg.Logger})
+		if err != nil {
+			return err
+		}
+		url = s.broker.URL()
+	}
+	bus, err := mqttbus.New(mqttbus.Config{URL: url, Username: user, Password: pass, Handler: s.svc.HandleDeviceMessage,
+		Logger: s.cfg.Logger})
+	if err != nil {
+		return err
+	}
+	s.bus = bus
+	ep := cloud.Endpoints{Cloud: s.cfg.AdvertiseURL, MQTT: s.cfg.AdvertiseMQTT, Registry: s.Addr()}
+	if ep.Cloud == "" {
+		ep.Cloud = s.URL()
+	}
+	if ep.MQTT == "" {
+		ep.MQTT = url
+	}
+	s.svc.SetDeviceBus(bus, ep)
+	return nil
+}
+
+func randomSecret() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// MQTTURL is the URL of the broker the cloud uses.
+func (s *Server) MQTTURL() string {
+	if s.broker != nil {
+		return s.broker.URL()
+	}
+	return s.cfg.MQTTURL
 }
 
 // Addr is the address the server listens on.
@@ -107,18 +183,25 @@ func (s *Server) Run(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	opsCtx, stopOps := context.WithCancel(ctx)
+	bgCtx, stopBg := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := s.svc.RunOperations(opsCtx, 2); err != nil {
-			s.cfg.Logger.Error("operations", "err", err)
-		}
-	}()
+	background := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(bgCtx); err != nil {
+				s.cfg.Logger.Error(name, "err", err)
+			}
+		}()
+	}
+	background("operations", func(ctx context.Context) error { return s.svc.RunOperations(ctx, 2) })
+	if s.broker != nil {
+		background("mqtt broker", s.broker.Run)
+	}
+	background("mqtt client", s.bus.Run)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(s.ln) }()
-	s.cfg.Logger.Info("mlfleet cloud serving", "url", s.URL(), "data", s.cfg.DataDir)
+	s.cfg.Logger.Info("mlfleet cloud serving", "url", s.URL(), "mqtt", s.MQTTURL(), "data", s.cfg.DataDir)
 	var err error
 	select {
 	case err = <-errc:
@@ -128,7 +211,7 @@ func (s *Server) Run(ctx context.Context) error {
 		cancel()
 		<-errc
 	}
-	stopOps()
+	stopBg()
 	wg.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -143,7 +226,14 @@ func (s *Server) Close() error {
 		if errors.Is(lerr, net.ErrClosed) {
 			lerr = nil
 		}
-		s.closeErr = errors.Join(lerr, s.store.Close())
+		var berr error
+		if s.bus != nil {
+			berr = s.bus.Close()
+		}
+		if s.broker != nil {
+			berr = errors.Join(berr, s.broker.Close())
+		}
+		s.closeErr = errors.Join(lerr, berr, s.store.Close())
 	})
 	return s.closeErr
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/mlfleet/mlfleet/cloud/server"
@@ -72,11 +73,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		addr := fs.String("addr", env("MLFLEET_ADDR", "127.0.0.1:8480"), "HTTP listen address")
 		maxModel := fs.Int64("max-model-bytes", 4<<30, "largest model upload accepted")
+		mqttAddr := fs.String("mqtt-addr", env("MLFLEET_MQTT_ADDR", "127.0.0.1:1883"), "listen address of the embedded MQTT broker")
+		mqttURL := fs.String("mqtt-url", env("MLFLEET_MQTT_URL", ""), "use this external MQTT broker (tcp://host:port) instead of the embedded one")
+		mqttUser := fs.String("mqtt-user", env("MLFLEET_MQTT_USER", ""), "the cloud's username on the external broker")
+		mqttPassFile := fs.String("mqtt-password-file", env("MLFLEET_MQTT_PASSWORD_FILE", ""), "file holding the cloud's password on the external broker")
+		advertise := fs.String("advertise-url", env("MLFLEET_ADVERTISE_URL", ""), "cloud URL told to enrolling devices (default: the listen address)")
+		advertiseMQTT := fs.String("advertise-mqtt", env("MLFLEET_ADVERTISE_MQTT", ""), "MQTT URL told to enrolling devices (default: the broker's address)")
 		if fs.Parse(args) != nil {
 			return 2
 		}
+		mqttPass := ""
+		if *mqttPassFile != "" {
+			b, rerr := os.ReadFile(*mqttPassFile)
+			if rerr != nil {
+				fmt.Fprintf(stderr, "mlfleet-cloud: %v\n", rerr)
+				return 2
+			}
+			mqttPass = strings.TrimSpace(string(b))
+		}
 		var srv *server.Server
 		srv, err = server.New(server.Config{DataDir: *dataDir, Addr: *addr, MaxModelBytes: *maxModel,
+			MQTTAddr: *mqttAddr, MQTTURL: *mqttURL, MQTTUser: *mqttUser, MQTTPassword: mqttPass,
+			AdvertiseURL: *advertise, AdvertiseMQTT: *advertiseMQTT,
 			Logger: slog.New(slog.NewTextHandler(stderr, nil))})
 		if err == nil {
 			err = srv.Run(ctx)

@@ -61,7 +61,7 @@ var urlRE = regexp.MustCompile(`url=(http://\S+)`)
 // serves.
 func startCloud(tb testing.TB, dataDir string) *proc {
 	tb.Helper()
-	cmd := exec.Command(cloudBinary(tb), "serve", "--data-dir", dataDir, "--addr", "127.0.0.1:0")
+	cmd := exec.Command(cloudBinary(tb), "serve", "--data-dir", dataDir, "--addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		tb.Fatal(err)

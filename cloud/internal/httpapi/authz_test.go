@@ -171,6 +171,13 @@ func matrixCases(tokenID string) []matrixCase {
 		{"GET", acP + "/manifests/:name/versions", v1 + maA + "/manifests/mf/versions", "", false, 200, role(cloud.Reader, maA)},
 		{"GET", acP + "/manifests/:name/versions/:version", v1 + maA + "/manifests/mf/versions/1", "", false, 200, role(cloud.Reader, maA)},
 		{"DELETE", acP + "/manifests/:name/versions/:version", v1 + maA + "/manifests/mf/versions/1", "", false, 204, role(cloud.Contributor, maA)},
+		{"POST", acP + "/enrollmentTokens", v1 + maA + "/enrollmentTokens", `{"labels":{"site":"lab"}}`, false, 201, role(cloud.Contributor, maA)},
+		{"POST", v1 + "/enroll", v1 + "/enroll", `{"token":"@enroll","name":"pi-1"}`, false, 201, access{kind: "public"}},
+		{"GET", acP + "/devices", v1 + maA + "/devices?label=site=lab", "", false, 200, role(cloud.Reader, maA)},
+		{"GET", acP + "/devices/:id", v1 + maA + "/devices/@dev", "", false, 200, role(cloud.Reader, maA)},
+		{"PATCH", acP + "/devices/:id", v1 + maA + "/devices/@dev", `{"labels":{"site":"hq"}}`, false, 200, role(cloud.Contributor, maA)},
+		{"DELETE", acP + "/devices/:id", v1 + maA + "/devices/@dev", "", false, 204, role(cloud.Contributor, maA)},
+		{"PUT", acP + "/devices/:id/desired", v1 + maA + "/devices/@dev/desired", `{"services":[]}`, false, 200, role(cloud.Contributor, maA)},
 		{"GET", acP + "/operations", v1 + maA + "/operations", "", false, 200, role(cloud.Reader, maA)},
 		{"GET", acP + "/operations/:id", v1 + maA + "/operations/@op", "", false, 200, role(cloud.Reader, maA)},
 	}
@@ -200,7 +207,7 @@ func copyTree(t *testing.T, from, to string) {
 
 func TestAuthorizationMatrix(t *testing.T) {
 	seedDir := t.TempDir()
-	var tokenID, opID string
+	var tokenID, opID, enrollToken, deviceID string
 	var secrets map[string]string
 	func() {
 		e := newEnv(t, seedDir, cloud.Config{})
@@ -217,6 +224,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		tokenID = toks[0].ID
 		op := must[*cloud.Operation](t)(e.svc.SubmitOperation(adminCtx(), "a", "ma", "test.noop", maA, nil))
 		opID = op.ID
+		et := must[*cloud.EnrollmentToken](t)(e.svc.CreateEnrollmentToken(adminCtx(), "a", "ma", map[string]string{"site": "lab"}, 0))
+		deviceID = must[*cloud.Enrollment](t)(e.svc.Enroll(adminCtx(), cloud.EnrollRequest{Token: et.Token})).DeviceID
+		enrollToken = must[*cloud.EnrollmentToken](t)(e.svc.CreateEnrollmentToken(adminCtx(), "a", "ma", nil, 0)).Token
 	}()
 	// The seed env's store is closed by its cleanup only at the end; copy
 	// after closing it explicitly through a fresh open per case instead.
@@ -244,11 +254,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 				copyTree(t, seedDir, dir)
 				e := newEnv(t, dir, cloud.Config{})
 				e.tokens = secrets
-				body, ctype := []byte(c.body), "application/json"
+				fill := strings.NewReplacer("@op", opID, "@dev", deviceID, "@enroll", enrollToken)
+				body, ctype := []byte(fill.Replace(c.body)), "application/json"
 				if c.raw {
 					body, ctype = affine, "application/octet-stream"
 				}
-				path := strings.ReplaceAll(c.path, "@op", opID)
+				path := fill.Replace(c.path)
 				got, resp := e.do(p.name, c.method, path, body, ctype)
 				if want := c.access.want(p, c.ok); got != want {
 					t.Errorf("%s %s as %s = %d, want %d: %s", c.method, path, name, got, want, resp)

@@ -116,7 +116,7 @@ func (a *API) errorHandler(err error, c echo.Context) {
 
 // public routes need no token.
 func public(path string) bool {
-	return path == "/healthz" || path == "/api/v1/openapi.json" || path == "/v2" || strings.HasPrefix(path, "/v2/")
+	return path == "/healthz" || path == "/api/v1/openapi.json" || path == "/api/v1/enroll" || path == "/v2" || strings.HasPrefix(path, "/v2/")
 }
 
 func (a *API) authenticate(next echo.HandlerFunc) echo.HandlerFunc {

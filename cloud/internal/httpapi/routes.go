@@ -11,6 +11,7 @@ import (
 
 	"github.com/mlfleet/mlfleet/cloud"
 	"github.com/mlfleet/mlfleet/shared/errclass"
+	"github.com/mlfleet/mlfleet/shared/twin"
 )
 
 // route is one entry of the route table: registered with echo and described
@@ -382,6 +383,68 @@ func (a *API) register() {
 		return noContent(c, s.DeleteManifest(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("name"), v))
 	})
 
+	// Devices.
+	a.add(http.MethodPost, acP+"/enrollmentTokens", "Create a one-time device enrollment token", "json", 201, func(c echo.Context) error {
+		var in struct {
+			Labels         map[string]string `json:"labels"`
+			ExpiresInHours float64           `json:"expiresInHours"`
+		}
+		if err := decode(c, &in); err != nil {
+			return err
+		}
+		ttl := time.Duration(in.ExpiresInHours * float64(time.Hour))
+		return answer(c, 201)(s.CreateEnrollmentToken(ctx(c), c.Param("sub"), c.Param("acct"), in.Labels, ttl))
+	})
+	a.add(http.MethodPost, v1+"/enroll", "Enroll a device with a one-time token (or rotate its credential)", "json", 201, func(c echo.Context) error {
+		var in cloud.EnrollRequest
+		if err := decode(c, &in); err != nil {
+			return err
+		}
+		return answer(c, 201)(s.Enroll(ctx(c), in))
+	})
+	a.add(http.MethodGet, acP+"/devices", "List an account's devices (label=k=v filters)", "", 200, func(c echo.Context) error {
+		o, err := listOptions(c)
+		if err != nil {
+			return err
+		}
+		sel, err := labelSelector(c.QueryParams()["label"])
+		if err != nil {
+			return err
+		}
+		page, err := s.ListDevices(ctx(c), c.Param("sub"), c.Param("acct"), sel, o)
+		for i := range page.Items {
+			redactDevice(&page.Items[i])
+		}
+		return answer(c, 200)(page, err)
+	})
+	a.add(http.MethodGet, acP+"/devices/:id", "Show a device", "", 200, func(c echo.Context) error {
+		d, err := s.GetDevice(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("id"))
+		return answer(c, 200)(redactDevice(d), err)
+	})
+	a.add(http.MethodPatch, acP+"/devices/:id", "Change a device's labels", "json", 200, func(c echo.Context) error {
+		var in struct {
+			Labels map[string]string `json:"labels"`
+		}
+		if err := decode(c, &in); err != nil {
+			return err
+		}
+		d, err := s.UpdateDeviceLabels(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("id"), in.Labels)
+		return answer(c, 200)(redactDevice(d), err)
+	})
+	a.add(http.MethodDelete, acP+"/devices/:id", "Delete a device (its credential stops working)", "", 204, func(c echo.Context) error {
+		return noContent(c, s.DeleteDevice(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("id")))
+	})
+	a.add(http.MethodPut, acP+"/devices/:id/desired", "Set the services a device must run (next desired version)", "json", 200, func(c echo.Context) error {
+		var in struct {
+			Services []twin.ServiceSpec `json:"services"`
+		}
+		if err := decode(c, &in); err != nil {
+			return err
+		}
+		d, err := s.SetDesiredServices(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("id"), in.Services)
+		return answer(c, 200)(redactDevice(d), err)
+	})
+
 	// Operations.
 	a.add(http.MethodGet, acP+"/operations", "List an account's operations", "", 200, func(c echo.Context) error {
 		o, err := listOptions(c)
@@ -412,4 +475,34 @@ func noContent(c echo.Context, err error) error {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// redactDevice drops secrets (registry pull credentials) from a device
+// before it is shown.
+func redactDevice(d *cloud.Device) *cloud.Device {
+	if d == nil || d.Desired == nil {
+		return d
+	}
+	desired := *d.Desired
+	desired.Services = append([]twin.ServiceSpec(nil), desired.Services...)
+	for i := range desired.Services {
+		desired.Services[i].Pull = nil
+	}
+	d.Desired = &desired
+	return d
+}
+
+func labelSelector(in []string) (map[string]string, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	sel := map[string]string{}
+	for _, l := range in {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return nil, errclass.Invalid("label", "label selector %q is not key=value", l)
+		}
+		sel[k] = v
+	}
+	return sel, nil
 }

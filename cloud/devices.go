@@ -1,0 +1,525 @@
+package cloud
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mlfleet/mlfleet/shared/errclass"
+	"github.com/mlfleet/mlfleet/shared/twin"
+)
+
+// Device is an enrolled machine of a model management account.
+type Device struct {
+	Meta
+	Subscription string            `json:"subscription"`
+	Account      string            `json:"account"`
+	ID           string            `json:"id"`
+	Name         string            `json:"name,omitempty"` // what the device called itself at enrollment
+	Labels       map[string]string `json:"labels,omitempty"`
+	Online       bool              `json:"online"`
+	LastSeen     *time.Time        `json:"lastSeen,omitempty"`
+	// Desired is the state the cloud wants the device in (its version
+	// increases with every change).
+	Desired *twin.Desired `json:"desired,omitempty"`
+	// Reported is the device's last reported state.
+	Reported *twin.Reported `json:"reported,omitempty"`
+	// Telemetry counts what the device sent: batches stored, and dropped on the device.
+	TelemetrySeq     uint64 `json:"telemetrySeq,omitempty"`
+	TelemetryDropped uint64 `json:"telemetryDropped,omitempty"`
+	// Rejected counts messages from the device refused as malformed, stale or not its own.
+	Rejected uint64 `json:"rejected,omitempty"`
+}
+
+// EnrollmentToken lets one device join an account, once.
+type EnrollmentToken struct {
+	ID           string            `json:"id"`
+	Subscription string            `json:"subscription"`
+	Account      string            `json:"account"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	CreatedAt    time.Time         `json:"createdAt"`
+	CreatedBy    string            `json:"createdBy,omitempty"`
+	ExpiresAt    time.Time         `json:"expiresAt"`
+	// Token is set only in the answer to a create call.
+	Token string `json:"token,omitempty"`
+}
+
+// enrollmentRecord is how a token is stored (at /enrollments/<id>).
+type enrollmentRecord struct {
+	EnrollmentToken
+	Hash string `json:"hash"`
+	Used bool   `json:"used"`
+}
+
+// deviceCred is a device's credential (at /devicecreds/<id>), found by id.
+type deviceCred struct {
+	Path string `json:"path"`
+	Hash string `json:"hash"`
+}
+
+// Enrollment is what a device receives when it enrolls.
+type Enrollment struct {
+	DeviceID     string `json:"deviceId"`
+	Credential   string `json:"credential"`
+	Subscription string `json:"subscription"`
+	Account      string `json:"account"`
+	Cloud        string `json:"cloud,omitempty"`
+	MQTT         struct {
+		URL      string `json:"url"`
+		Username string `json:"username"`
+		Password string `json:"password"`
+	} `json:"mqtt"`
+	Registry string `json:"registry,omitempty"`
+}
+
+// EnrollRequest is a device's enrollment call.
+type EnrollRequest struct {
+	Token string `json:"token"`
+	Name  string `json:"name,omitempty"`
+	// DeviceID and Credential are set to re-enroll: keep the id, rotate the credential.
+	DeviceID   string `json:"deviceId,omitempty"`
+	Credential string `json:"credential,omitempty"`
+}
+
+// DeviceBus carries messages to devices (the MQTT side of the cloud).
+type DeviceBus interface {
+	PublishDesired(ctx context.Context, d twin.Desired) error
+	PublishTelemetryAck(ctx context.Context, a twin.TelemetryAck) error
+}
+
+// Endpoints tells devices where the cloud's services are.
+type Endpoints struct {
+	Cloud, MQTT, Registry string
+}
+
+// SetDeviceBus connects the service to the devices' message bus and tells
+// enrolling devices where to find the cloud.
+func (s *Service) SetDeviceBus(bus DeviceBus, ep Endpoints) {
+	s.devMu.Lock()
+	defer s.devMu.Unlock()
+	s.bus, s.endpoints = bus, ep
+}
+
+func (s *Service) deviceBus() (DeviceBus, Endpoints) {
+	s.devMu.Lock()
+	defer s.devMu.Unlock()
+	return s.bus, s.endpoints
+}
+
+// DevicePath is the path of a device.
+func DevicePath(sub, acct, id string) string { return AccountPath(sub, acct) + "/devices/" + id }
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+const (
+	enrollPrefix = "mle_"
+	devicePrefix = "mld_"
+)
+
+// CreateEnrollmentToken makes a one-time token for a device to join a model
+// management account with the given labels.
+func (s *Service) CreateEnrollmentToken(ctx context.Context, sub, acct string, labels map[string]string, ttl time.Duration) (*EnrollmentToken, error) {
+	p, err := authorize(ctx, AccountPath(sub, acct), Contributor)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLabels(labels); err != nil {
+		return nil, err
+	}
+	if ttl == 0 {
+		ttl = 24 * time.Hour
+	}
+	if ttl < 0 || ttl > 30*24*time.Hour {
+		return nil, errclass.Invalid("expiresInHours", "enrollment token lifetime %s is not between 0 and 30 days", ttl)
+	}
+	id, err := randomHex(8)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := randomHex(24)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	rec := enrollmentRecord{EnrollmentToken: EnrollmentToken{ID: id, Subscription: sub, Account: acct, Labels: labels,
+		CreatedAt: now, CreatedBy: p.User.Name, ExpiresAt: now.Add(ttl)}}
+	token := enrollPrefix + id + "_" + secret
+	rec.Hash = hashSecret(token)
+	err = s.store.Update(ctx, func(tx Tx) error {
+		if _, err := account(tx, sub, acct, ModelManagement); err != nil {
+			return err
+		}
+		return tx.Create("/enrollments/"+id, &rec)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := rec.EnrollmentToken
+	out.Token = token
+	return &out, nil
+}
+
+func checkLabels(labels map[string]string) error {
+	if len(labels) > 64 {
+		return errclass.Invalid("labels", "%d labels; the limit is 64", len(labels))
+	}
+	for k, v := range labels {
+		if !tagKeyRE.MatchString(k) {
+			return errclass.Invalid("labels", "label key %q must be 1-63 letters, digits, '.', '_', '/', '-'", k)
+		}
+		if len(v) > 63 || strings.ContainsAny(v, " ,=\n\t") {
+			return errclass.Invalid("labels."+k, "label %q value %q must be at most 63 characters without spaces, ',' or '='", k, v)
+		}
+	}
+	return nil
+}
+
+func splitSecret(secret, prefix string) (id string, ok bool) {
+	rest, ok := strings.CutPrefix(secret, prefix)
+	if !ok {
+		return "", false
+	}
+	id, _, ok = strings.Cut(rest, "_")
+	return id, ok
+}
+
+// Enroll exchanges a one-time enrollment token for a device identity. With
+// DeviceID and Credential of an existing device of the same account, the
+// device keeps its id and gets a new credential.
+func (s *Service) Enroll(ctx context.Context, req EnrollRequest) (*Enrollment, error) {
+	bad := errclass.New(errclass.Unauthenticated, "token", "enrollment token is invalid, used or expired")
+	id, ok := splitSecret(req.Token, enrollPrefix)
+	if !ok {
+		return nil, bad
+	}
+	if len(req.Name) > 253 {
+		return nil, errclass.Invalid("name", "device name is longer than 253 characters")
+	}
+	secret, err := randomHex(24)
+	if err != nil {
+		return nil, err
+	}
+	var dev Device
+	credential := ""
+	err = s.store.Update(ctx, func(tx Tx) error {
+		var rec enrollmentRecord
+		if err := tx.Get("/enrollments/"+id, &rec); err != nil {
+			return bad
+		}
+		if rec.Used || s.now().After(rec.ExpiresAt) || subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(hashSecret(req.Token))) != 1 {
+			return bad
+		}
+		if _, err := account(tx, rec.Subscription, rec.Account, ModelManagement); err != nil {
+			return bad
+		}
+		rec.Used = true
+		if err := tx.Put("/enrollments/"+id, &rec); err != nil {
+			return err
+		}
+		devID := req.DeviceID
+		if devID != "" {
+			// Re-enroll: prove the current identity.
+			var cred deviceCred
+			if err := tx.Get("/devicecreds/"+devID, &cred); err != nil ||
+				subtle.ConstantTimeCompare([]byte(cred.Hash), []byte(hashSecret(req.Credential))) != 1 ||
+				cred.Path != DevicePath(rec.Subscription, rec.Account, devID) {
+				return errclass.New(errclass.Unauthenticated, "credential", "device %q cannot re-enroll with that credential", devID)
+			}
+			if err := tx.Get(cred.Path, &dev); err != nil {
+				return err
+			}
+		} else {
+			h, err := randomHex(6)
+			if err != nil {
+				return err
+			}
+			devID = "d-" + h
+			now := s.now()
+			dev = Device{Meta: Meta{Path: DevicePath(rec.Subscription, rec.Account, devID), CreatedAt: now, UpdatedAt: now, CreatedBy: rec.CreatedBy},
+				Subscription: rec.Subscription, Account: rec.Account, ID: devID}
+		}
+		if req.Name != "" {
+			dev.Name = req.Name
+		}
+		if dev.Labels == nil {
+			dev.Labels = map[string]string{}
+		}
+		for k, v := range rec.Labels {
+			dev.Labels[k] = v
+		}
+		dev.UpdatedAt = s.now()
+		if err := tx.Put(dev.Path, &dev); err != nil {
+			return err
+		}
+		credential = devicePrefix + devID + "_" + secret
+		return tx.Put("/devicecreds/"+devID, &deviceCred{Path: dev.Path, Hash: hashSecret(credential)})
+	})
+	if err != nil {
+		return nil, err
+	}
+	_, ep := s.deviceBus()
+	out := &Enrollment{DeviceID: dev.ID, Credential: credential, Subscription: dev.Subscription, Account: dev.Account,
+		Cloud: ep.Cloud, Registry: ep.Registry}
+	out.MQTT.URL, out.MQTT.Username, out.MQTT.Password = ep.MQTT, dev.ID, credential
+	return out, nil
+}
+
+// AuthenticateDevice checks a device's credential (the broker calls it on
+// every connect).
+func (s *Service) AuthenticateDevice(ctx context.Context, id, credential string) error {
+	bad := errclass.New(errclass.Unauthenticated, "", "device %q: bad credential", id)
+	if !twin.ValidDeviceID(id) {
+		return bad
+	}
+	return s.store.View(ctx, func(tx Tx) error {
+		var cred deviceCred
+		if err := tx.Get("/devicecreds/"+id, &cred); err != nil {
+			return bad
+		}
+		if subtle.ConstantTimeCompare([]byte(cred.Hash), []byte(hashSecret(credential))) != 1 {
+			return bad
+		}
+		return nil
+	})
+}
+
+// ListDevices lists an account's devices, optionally only those with all the
+// given labels.
+func (s *Service) ListDevices(ctx context.Context, sub, acct string, selector map[string]string, o ListOptions) (Page[Device], error) {
+	if _, err := authorize(ctx, AccountPath(sub, acct), Reader); err != nil {
+		return Page[Device]{}, err
+	}
+	return list(ctx, s, AccountPath(sub, acct)+"/devices", 1, o, func(d *Device) bool { return Matches(selector, d.Labels) })
+}
+
+// Matches reports whether labels carry every key=value of selector.
+func Matches(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// GetDevice reads a device.
+func (s *Service) GetDevice(ctx context.Context, sub, acct, id string) (*Device, error) {
+	return get[Device](ctx, s, DevicePath(sub, acct, id), Reader)
+}
+
+// UpdateDeviceLabels replaces a device's labels.
+func (s *Service) UpdateDeviceLabels(ctx context.Context, sub, acct, id string, labels map[string]string) (*Device, error) {
+	if err := checkLabels(labels); err != nil {
+		return nil, err
+	}
+	return update(ctx, s, DevicePath(sub, acct, id), func(d *Device, _ *Meta) error {
+		d.Labels = labels
+		return nil
+	}, func(d *Device) *Meta { return &d.Meta })
+}
+
+// DeleteDevice removes a device; its credential stops working at once.
+func (s *Service) DeleteDevice(ctx context.Context, sub, acct, id string) error {
+	path := DevicePath(sub, acct, id)
+	if _, err := authorize(ctx, path, Contributor); err != nil {
+		return err
+	}
+	return s.store.Update(ctx, func(tx Tx) error {
+		if ok, err := tx.Exists(path); err != nil {
+			return err
+		} else if !ok {
+			return notFound(path)
+		}
+		if err := tx.DeleteTree(path); err != nil {
+			return err
+		}
+		if err := tx.Delete("/devicecreds/" + id); err != nil && !errclass.Is(err, errclass.NotFound) {
+			return err
+		}
+		return nil
+	})
+}
+
+// SetDesiredServices replaces what a device must run, under the next desired
+// version, and publishes it.
+func (s *Service) SetDesiredServices(ctx context.Context, sub, acct, id string, services []twin.ServiceSpec) (*Device, error) {
+	path := DevicePath(sub, acct, id)
+	if _, err := authorize(ctx, path, Contributor); err != nil {
+		return nil, err
+	}
+	if services == nil {
+		services = []twin.ServiceSpec{}
+	}
+	sort.Slice(services, func(i, j int) bool { return services[i].Name < services[j].Name })
+	var dev Device
+	err := s.store.Update(ctx, func(tx Tx) error {
+		if err := tx.Get(path, &dev); err != nil {
+			return err
+		}
+		v := uint64(1)
+		if dev.Desired != nil {
+			v = dev.Desired.Version + 1
+		}
+		d := twin.Desired{Protocol: twin.Protocol, Device: id, Version: v, IssuedAt: s.now(), Services: services}
+		// Validate as the device will: never publish what it must refuse.
+		raw, err := twin.Encode(&d)
+		if err != nil {
+			return err
+		}
+		var check twin.Desired
+		if err := twin.Decode(raw, twin.MaxDocument, &check, id); err != nil {
+			return err
+		}
+		dev.Desired = &d
+		dev.UpdatedAt = s.now()
+		return tx.Put(path, &dev)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.publishDesired(ctx, dev.Desired)
+	return &dev, nil
+}
+
+func (s *Service) publishDesired(ctx context.Context, d *twin.Desired) {
+	bus, _ := s.deviceBus()
+	if bus == nil || d == nil {
+		return
+	}
+	// The store holds the truth; a device that misses this gets it on its
+	// next DesiredRequest.
+	if err := bus.PublishDesired(context.WithoutCancel(ctx), *d); err != nil {
+		slog.Warn("publish desired state", "device", d.Device, "version", d.Version, "err", err)
+	}
+}
+
+// deviceByID finds a device's path from its id.
+func (s *Service) deviceByID(tx Tx, id string) (string, error) {
+	var cred deviceCred
+	if err := tx.Get("/devicecreds/"+id, &cred); err != nil {
+		return "", err
+	}
+	return cred.Path, nil
+}
+
+// ErrRejected marks a device message that was refused (and counted).
+var ErrRejected = errors.New("device message rejected")
+
+// HandleDeviceMessage ingests one MQTT message from a device topic: reported
+// state, presence, desired-state requests and telemetry. Bad messages are
+// counted on the device and refused.
+func (s *Service) HandleDeviceMessage(ctx context.Context, topic string, payload []byte) error {
+	id, kind, err := twin.ParseTopic(topic)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	var (
+		reported  twin.Reported
+		presence  twin.Presence
+		request   twin.DesiredRequest
+		telemetry twin.Telemetry
+	)
+	switch kind {
+	case twin.KindReported:
+		err = twin.Decode(payload, twin.MaxDocument, &reported, id)
+	case twin.KindPresence:
+		err = twin.Decode(payload, twin.MaxDocument, &presence, id)
+	case twin.KindDesiredGet:
+		err = twin.Decode(payload, twin.MaxDocument, &request, id)
+	case twin.KindTelemetry:
+		err = twin.Decode(payload, twin.MaxTelemetry, &telemetry, id)
+	default:
+		return nil // the cloud's own topics
+	}
+	var dev Device
+	var publish *twin.Desired
+	var ack *twin.TelemetryAck
+	uerr := s.store.Update(ctx, func(tx Tx) error {
+		path, lerr := s.deviceByID(tx, id)
+		if lerr != nil {
+			return fmt.Errorf("%w: unknown device %q", ErrRejected, id)
+		}
+		if gerr := tx.Get(path, &dev); gerr != nil {
+			return gerr
+		}
+		now := s.now()
+		if err != nil {
+			dev.Rejected++
+			return tx.Put(path, &dev)
+		}
+		dev.LastSeen = &now
+		switch kind {
+		case twin.KindReported:
+			if dev.Reported != nil && reported.Time.Before(dev.Reported.Time) {
+				dev.Rejected++ // an older report arriving late
+				break
+			}
+			dev.Reported = &reported
+			dev.Online = true
+		case twin.KindPresence:
+			dev.Online = presence.Online
+		case twin.KindDesiredGet:
+			dev.Online = true
+			if dev.Desired != nil && dev.Desired.Version > 0 {
+				publish = dev.Desired
+			}
+		case twin.KindTelemetry:
+			dev.Online = true
+			if telemetry.Seq > dev.TelemetrySeq {
+				dev.TelemetrySeq = telemetry.Seq
+				dev.TelemetryDropped = telemetry.Dropped
+				if serr := s.storeTelemetry(tx, path, &telemetry); serr != nil {
+					return serr
+				}
+			}
+			// Acknowledge duplicates too: the device may have missed the ack.
+			ack = &twin.TelemetryAck{Protocol: twin.Protocol, Device: id, Seq: dev.TelemetrySeq}
+		}
+		dev.UpdatedAt = now
+		return tx.Put(path, &dev)
+	})
+	if uerr != nil {
+		return uerr
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	bus, _ := s.deviceBus()
+	if bus != nil && ack != nil {
+		if perr := bus.PublishTelemetryAck(ctx, *ack); perr != nil {
+			slog.Warn("publish telemetry ack", "device", id, "err", perr)
+		}
+	}
+	if publish != nil {
+		s.publishDesired(ctx, publish)
+	}
+	return nil
+}
+
+// storeTelemetry keeps a device's telemetry batch for the drift and metrics
+// views (one record per batch, under the device).
+func (s *Service) storeTelemetry(tx Tx, devicePath string, t *twin.Telemetry) error {
+	if t.Seq > keepTelemetry {
+		old := fmt.Sprintf("%s/telemetry/%020d", devicePath, t.Seq-keepTelemetry)
+		if err := tx.Delete(old); err != nil && !errclass.Is(err, errclass.NotFound) {
+			return err
+		}
+	}
+	return tx.Put(fmt.Sprintf("%s/telemetry/%020d", devicePath, t.Seq), t)
+}
+
+// keepTelemetry is how many telemetry batches the cloud keeps per device.
+const keepTelemetry = 1000

@@ -1,0 +1,160 @@
+// Package mqttbus is the cloud's MQTT client (paho): it publishes desired
+// state and telemetry acknowledgements to devices and feeds what devices
+// publish (reported state, presence, desired-state requests, telemetry) to a
+// handler. It works the same against the embedded broker and an external
+// one (mosquitto).
+package mqttbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/mlfleet/mlfleet/shared/twin"
+)
+
+// Handler ingests one device message.
+type Handler func(ctx context.Context, topic string, payload []byte) error
+
+// Config configures the client.
+type Config struct {
+	// URL of the broker, e.g. tcp://127.0.0.1:1883.
+	URL                string
+	Username, Password string
+	// ClientID is fixed so the broker keeps the session (default "mlfleet-cloud").
+	ClientID string
+	Handler  Handler
+	Logger   *slog.Logger
+	// PublishTimeout bounds one publish (default 10s).
+	PublishTimeout time.Duration
+}
+
+// Bus is a connected cloud client.
+type Bus struct {
+	cfg    Config
+	client paho.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	closeOnce sync.Once
+}
+
+var filters = map[string]byte{
+	twin.Filter(twin.KindReported):   1,
+	twin.Filter(twin.KindPresence):   1,
+	twin.Filter(twin.KindDesiredGet): 1,
+	twin.Filter(twin.KindTelemetry):  1,
+}
+
+// New prepares the client; Run connects it.
+func New(cfg Config) (*Bus, error) {
+	if cfg.URL == "" || cfg.Handler == nil {
+		return nil, errors.New("mqttbus: URL and Handler are required")
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = "mlfleet-cloud"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PublishTimeout == 0 {
+		cfg.PublishTimeout = 10 * time.Second
+	}
+	b := &Bus{cfg: cfg}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	onMessage := func(_ paho.Client, m paho.Message) {
+		if err := cfg.Handler(b.ctx, m.Topic(), m.Payload()); err != nil {
+			cfg.Logger.Debug("device message refused", "topic", m.Topic(), "err", err)
+		}
+	}
+	opts := paho.NewClientOptions().
+		AddBroker(cfg.URL).
+		SetClientID(cfg.ClientID).
+		SetUsername(cfg.Username).
+		SetPassword(cfg.Password).
+		SetCleanSession(false).
+		SetOrderMatters(true).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(10 * time.Second).
+		SetKeepAlive(30 * time.Second).
+		SetDefaultPublishHandler(onMessage).
+		SetOnConnectHandler(func(c paho.Client) {
+			// Subscribe on every (re)connect; the session may have been lost.
+			t := c.SubscribeMultiple(filters, onMessage)
+			if t.WaitTimeout(cfg.PublishTimeout) && t.Error() != nil {
+				cfg.Logger.Error("subscribe to device topics", "err", t.Error())
+			}
+		}).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			cfg.Logger.Warn("MQTT connection lost; reconnecting", "err", err)
+		})
+	b.client = paho.NewClient(opts)
+	return b, nil
+}
+
+// Run connects (retrying until the broker answers) and stays connected until
+// ctx ends.
+func (b *Bus) Run(ctx context.Context) error {
+	t := b.client.Connect()
+	select {
+	case <-t.Done():
+		if err := t.Error(); err != nil {
+			return fmt.Errorf("mqttbus: connect %s: %w", b.cfg.URL, err)
+		}
+	case <-ctx.Done():
+	}
+	<-ctx.Done()
+	return b.Close()
+}
+
+// Connected reports whether the client is connected now.
+func (b *Bus) Connected() bool { return b.client.IsConnectionOpen() }
+
+// Close disconnects. It is idempotent.
+func (b *Bus) Close() error {
+	b.closeOnce.Do(func() {
+		b.cancel()
+		if b.client.IsConnected() {
+			b.client.Disconnect(250)
+		}
+	})
+	return nil
+}
+
+func (b *Bus) publish(ctx context.Context, topic string, retained bool, v any) error {
+	payload, err := twin.Encode(v)
+	if err != nil {
+		return err
+	}
+	if !b.client.IsConnectionOpen() {
+		return fmt.Errorf("mqttbus: publish %s: not connected", topic)
+	}
+	t := b.client.Publish(topic, 1, retained, payload)
+	timeout := time.NewTimer(b.cfg.PublishTimeout)
+	defer timeout.Stop()
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-timeout.C:
+		return fmt.Errorf("mqttbus: publish %s: timed out", topic)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// PublishDesired publishes a device's desired state, retained.
+func (b *Bus) PublishDesired(ctx context.Context, d twin.Desired) error {
+	return b.publish(ctx, twin.Topic(d.Device, twin.KindDesired), true, &d)
+}
+
+// PublishTelemetryAck acknowledges a device's telemetry.
+func (b *Bus) PublishTelemetryAck(ctx context.Context, a twin.TelemetryAck) error {
+	return b.publish(ctx, twin.Topic(a.Device, twin.KindTelemetryAck), false, &a)
+}
