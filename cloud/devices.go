@@ -2,9 +2,13 @@ package cloud
 
 import (
 	"context"
+	"crypto/pbkdf2"
 	"crypto/rand"
+	"crypto/sha512"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +66,66 @@ type enrollmentRecord struct {
 type deviceCred struct {
 	Path string `json:"path"`
 	Hash string `json:"hash"`
+	// BrokerHash is the credential hashed for an external broker's password
+	// file (mosquitto's PBKDF2-SHA512 format), made while the secret is known.
+	BrokerHash string `json:"brokerHash,omitempty"`
+}
+
+// BrokerHash hashes a secret in mosquitto's password-file format:
+// $7$<iterations>$<base64 salt>$<base64 PBKDF2-SHA512>.
+func BrokerHash(secret string) (string, error) {
+	salt := make([]byte, 12)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	const iterations = 101
+	key, err := pbkdf2.Key(sha512.New, secret, salt, iterations, 64)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("$7$%d$%s$%s", iterations, base64.StdEncoding.EncodeToString(salt), base64.StdEncoding.EncodeToString(key)), nil
+}
+
+// BrokerCredentials lists every device id with its broker password hash,
+// for an external broker's password file.
+func (s *Service) BrokerCredentials(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	err := s.store.View(ctx, func(tx Tx) error {
+		_, err := tx.List("/devicecreds", 1, "", 0, func(raw []byte) error {
+			var c deviceCred
+			if err := json.Unmarshal(raw, &c); err != nil {
+				return err
+			}
+			if c.BrokerHash != "" {
+				out[c.Path[strings.LastIndex(c.Path, "/")+1:]] = c.BrokerHash
+			}
+			return nil
+		})
+		return err
+	})
+	return out, err
+}
+
+// BrokerAccounts is told when the set of device credentials changes (an
+// external broker's password file must be rewritten).
+type BrokerAccounts interface {
+	DevicesChanged(ctx context.Context)
+}
+
+// SetBrokerAccounts registers who keeps an external broker's accounts.
+func (s *Service) SetBrokerAccounts(b BrokerAccounts) {
+	s.devMu.Lock()
+	defer s.devMu.Unlock()
+	s.accounts = b
+}
+
+func (s *Service) devicesChanged(ctx context.Context) {
+	s.devMu.Lock()
+	a := s.accounts
+	s.devMu.Unlock()
+	if a != nil {
+		a.DevicesChanged(context.WithoutCancel(ctx))
+	}
 }
 
 // Enrollment is what a device receives when it enrolls.
@@ -265,11 +329,16 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest) (*Enrollment, e
 			return err
 		}
 		credential = devicePrefix + devID + "_" + secret
-		return tx.Put("/devicecreds/"+devID, &deviceCred{Path: dev.Path, Hash: hashSecret(credential)})
+		bh, err := BrokerHash(credential)
+		if err != nil {
+			return err
+		}
+		return tx.Put("/devicecreds/"+devID, &deviceCred{Path: dev.Path, Hash: hashSecret(credential), BrokerHash: bh})
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.devicesChanged(ctx)
 	_, ep := s.deviceBus()
 	out := &Enrollment{DeviceID: dev.ID, Credential: credential, Subscription: dev.Subscription, Account: dev.Account,
 		Cloud: ep.Cloud, Registry: ep.Registry}
@@ -337,6 +406,7 @@ func (s *Service) DeleteDevice(ctx context.Context, sub, acct, id string) error 
 	if _, err := authorize(ctx, path, Contributor); err != nil {
 		return err
 	}
+	defer s.devicesChanged(ctx)
 	return s.store.Update(ctx, func(tx Tx) error {
 		if ok, err := tx.Exists(path); err != nil {
 			return err

@@ -33,6 +33,7 @@ type Service struct {
 	devMu     sync.Mutex
 	bus       DeviceBus
 	endpoints Endpoints
+	accounts  BrokerAccounts
 }
 
 // NewService makes a Service over a store and a blob store.

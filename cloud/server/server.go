@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/mlfleet/mlfleet/cloud/internal/boltstore"
 	"github.com/mlfleet/mlfleet/cloud/internal/broker"
 	"github.com/mlfleet/mlfleet/cloud/internal/httpapi"
+	"github.com/mlfleet/mlfleet/cloud/internal/mosquitto"
 	"github.com/mlfleet/mlfleet/cloud/internal/mqttbus"
 )
 
@@ -48,6 +50,13 @@ type Config struct {
 	// AdvertiseURL and AdvertiseMQTT are what enrolling devices are told to
 	// use (default: the listen addresses).
 	AdvertiseURL, AdvertiseMQTT string
+	// MosquittoDir, with MQTTURL, is where the cloud keeps the external
+	// mosquitto's password, ACL and config files (include_dir it);
+	// MosquittoPIDFile names mosquitto's pid file so it reloads on changes.
+	MosquittoDir, MosquittoPIDFile string
+	// MosquittoListener is the listener written to the config snippet
+	// (default: the host:port of MQTTURL).
+	MosquittoListener string
 }
 
 func (c *Config) defaults() {
@@ -129,6 +138,20 @@ func (s *Server) newMQTT() error {
 			return err
 		}
 		url = s.broker.URL()
+	} else if s.cfg.MosquittoDir != "" {
+		listener := s.cfg.MosquittoListener
+		if listener == "" {
+			listener = strings.TrimPrefix(url, "tcp://")
+		}
+		acc, err := mosquitto.New(mosquitto.Config{Dir: s.cfg.MosquittoDir, Listener: listener, CloudUser: user, CloudPassword: pass,
+			PIDFile: s.cfg.MosquittoPIDFile, Credentials: s.svc.BrokerCredentials, Logger: s.cfg.Logger})
+		if err != nil {
+			return err
+		}
+		if err := acc.Write(context.Background()); err != nil {
+			return err
+		}
+		s.svc.SetBrokerAccounts(acc)
 	}
 	bus, err := mqttbus.New(mqttbus.Config{URL: url, Username: user, Password: pass, Handler: s.svc.HandleDeviceMessage,
 		Logger: s.cfg.Logger})
