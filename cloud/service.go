@@ -34,6 +34,8 @@ type Service struct {
 	bus       DeviceBus
 	endpoints Endpoints
 	accounts  BrokerAccounts
+	// pullKeyCache signs registry pull tokens (see PullToken).
+	pullKeyCache []byte
 }
 
 // NewService makes a Service over a store and a blob store.

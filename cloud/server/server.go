@@ -25,6 +25,7 @@ import (
 	"github.com/mlfleet/mlfleet/cloud/internal/httpapi"
 	"github.com/mlfleet/mlfleet/cloud/internal/mosquitto"
 	"github.com/mlfleet/mlfleet/cloud/internal/mqttbus"
+	"github.com/mlfleet/mlfleet/cloud/internal/registry"
 )
 
 // Config configures the cloud.
@@ -79,11 +80,12 @@ func (c *Config) defaults() {
 
 // Server is a running cloud.
 type Server struct {
-	cfg   Config
-	store *boltstore.Store
-	svc   *cloud.Service
-	api   *httpapi.API
-	ln    net.Listener
+	cfg      Config
+	store    *boltstore.Store
+	svc      *cloud.Service
+	api      *httpapi.API
+	ln       net.Listener
+	registry *registry.Registry
 	// broker is the embedded MQTT broker (nil with an external one).
 	broker *broker.Broker
 	bus    *mqttbus.Bus
@@ -109,12 +111,19 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	svc := cloud.NewService(store, blobs, cloud.Config{MaxModelBytes: cfg.MaxModelBytes})
+	reg, err := registry.New(context.Background(), registry.Config{RootDir: filepath.Join(cfg.DataDir, "registry"),
+		Authorizer: registryAuth{svc}, Logger: cfg.Logger})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	s := &Server{cfg: cfg, store: store, svc: svc, api: httpapi.New(svc, httpapi.Options{Logger: cfg.Logger}), ln: ln}
+	api := httpapi.New(svc, httpapi.Options{Logger: cfg.Logger, Mounts: map[string]http.Handler{"/v2/": reg}})
+	s := &Server{cfg: cfg, store: store, svc: svc, api: api, ln: ln, registry: reg}
 	if err := s.newMQTT(); err != nil {
 		s.Close()
 		return nil, err
@@ -222,6 +231,20 @@ func (s *Server) Run(ctx context.Context) error {
 		background("mqtt broker", s.broker.Run)
 	}
 	background("mqtt client", s.bus.Run)
+	background("registry upload purge", func(ctx context.Context) error {
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			if _, err := s.registry.PurgeUploads(ctx, 24*time.Hour); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.Warn("purge stale registry uploads", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+	})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(s.ln) }()
 	s.cfg.Logger.Info("mlfleet cloud serving", "url", s.URL(), "mqtt", s.MQTTURL(), "data", s.cfg.DataDir)
@@ -249,9 +272,9 @@ func (s *Server) Close() error {
 		if errors.Is(lerr, net.ErrClosed) {
 			lerr = nil
 		}
-		var berr error
+		berr := s.registry.Close()
 		if s.bus != nil {
-			berr = s.bus.Close()
+			berr = errors.Join(berr, s.bus.Close())
 		}
 		if s.broker != nil {
 			berr = errors.Join(berr, s.broker.Close())
@@ -310,4 +333,11 @@ func writeSecret(path, content string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// registryAuth lets the cloud's services decide registry requests.
+type registryAuth struct{ svc *cloud.Service }
+
+func (a registryAuth) AuthorizeRegistry(ctx context.Context, r *http.Request, repo string, push bool) error {
+	return a.svc.AuthorizeRegistry(ctx, registry.Token(r), repo, push)
 }
