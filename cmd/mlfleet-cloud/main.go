@@ -77,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		mqttURL := fs.String("mqtt-url", env("MLFLEET_MQTT_URL", ""), "use this external MQTT broker (tcp://host:port) instead of the embedded one")
 		mqttUser := fs.String("mqtt-user", env("MLFLEET_MQTT_USER", ""), "the cloud's username on the external broker")
 		mqttPassFile := fs.String("mqtt-password-file", env("MLFLEET_MQTT_PASSWORD_FILE", ""), "file holding the cloud's password on the external broker")
+		mosqDir := fs.String("mosquitto-dir", env("MLFLEET_MOSQUITTO_DIR", ""), "with --mqtt-url: keep mosquitto's password, ACL and config files here (include_dir it)")
+		mosqPID := fs.String("mosquitto-pid-file", env("MLFLEET_MOSQUITTO_PID_FILE", ""), "mosquitto's pid file, to make it reload its password file")
 		advertise := fs.String("advertise-url", env("MLFLEET_ADVERTISE_URL", ""), "cloud URL told to enrolling devices (default: the listen address)")
 		advertiseMQTT := fs.String("advertise-mqtt", env("MLFLEET_ADVERTISE_MQTT", ""), "MQTT URL told to enrolling devices (default: the broker's address)")
 		if fs.Parse(args) != nil {
@@ -94,7 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		var srv *server.Server
 		srv, err = server.New(server.Config{DataDir: *dataDir, Addr: *addr, MaxModelBytes: *maxModel,
 			MQTTAddr: *mqttAddr, MQTTURL: *mqttURL, MQTTUser: *mqttUser, MQTTPassword: mqttPass,
-			AdvertiseURL: *advertise, AdvertiseMQTT: *advertiseMQTT,
+			AdvertiseURL: *advertise, AdvertiseMQTT: *advertiseMQTT, MosquittoDir: *mosqDir, MosquittoPIDFile: *mosqPID,
 			Logger: slog.New(slog.NewTextHandler(stderr, nil))})
 		if err == nil {
 			err = srv.Run(ctx)

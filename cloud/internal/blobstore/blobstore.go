@@ -151,6 +151,21 @@ func (d *Dir) Open(digest string) (io.ReadSeekCloser, error) {
 	return f, err
 }
 
+// Path returns the file of an existing blob.
+func (d *Dir) Path(digest string) (string, error) {
+	p, err := d.path(digest)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", errclass.NotFoundf("blob %s not found", digest)
+		}
+		return "", err
+	}
+	return p, nil
+}
+
 // Delete removes a blob.
 func (d *Dir) Delete(digest string) error {
 	p, err := d.path(digest)
