@@ -105,10 +105,11 @@ func newApp(env Env) (*app, *cobra.Command) {
 	a := &app{env: env}
 	root := &cobra.Command{
 		Use:   "mlfleet",
-		Short: "Manage models, manifests and tenants of an mlfleet cloud",
+		Short: "Manage models, manifests, devices and tenants of an mlfleet cloud",
 		Long: `mlfleet is the command line of an mlfleet cloud: it registers models, creates
-manifests and manages subscriptions, accounts, workspaces, projects, users,
-tokens and roles over the cloud's REST API.
+manifests, enrolls devices and sets what they run, and manages subscriptions,
+accounts, workspaces, projects, users, tokens and roles over the cloud's REST
+API.
 
 Log in once with 'mlfleet login'; the cloud URL, token and default
 subscription/account/workspace live in the config file ($MLFLEET_CONFIG, or
@@ -133,7 +134,7 @@ the file; --cloud and --token override both.`,
 		a.loginCmd(), a.logoutCmd(), a.whoamiCmd(), a.configCmd(),
 		a.subscriptionCmd(), a.accountCmd(), a.workspaceCmd(), a.projectCmd(),
 		a.userCmd(), a.tokenCmd(), a.roleCmd(),
-		a.modelCmd(), a.manifestCmd(), a.operationCmd(),
+		a.modelCmd(), a.manifestCmd(), a.deviceCmd(), a.operationCmd(),
 	)
 	root.InitDefaultHelpCmd()
 	for _, c := range root.Commands() {

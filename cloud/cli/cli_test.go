@@ -16,6 +16,7 @@ import (
 	"github.com/mlfleet/mlfleet/cloud"
 	"github.com/mlfleet/mlfleet/shared/errclass"
 	"github.com/mlfleet/mlfleet/shared/manifest"
+	"github.com/mlfleet/mlfleet/shared/twin"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -264,6 +265,29 @@ func TestTablesGolden(t *testing.T) {
 		{ID: "op-1", Kind: "image.build", Target: "/x", Status: cloud.OpFailed, Done: true, Error: &cloud.APIError{Code: "internal", Message: "boom"}},
 		{ID: "op-2", Kind: "image.build", Status: cloud.OpRunning},
 	}, false))
+	fmt.Fprintln(&b, "# enrollment token")
+	section("enroll token", printEnrollmentToken(&b, &cloud.EnrollmentToken{ID: "9f8e7d6c5b4a3210", Subscription: "acme", Account: "models",
+		Labels: map[string]string{"site": "paris", "arch": "arm64"}, CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour),
+		Token: "mle_9f8e7d6c5b4a3210_00112233445566778899aabbccddeeff0011223344556677"}, "http://127.0.0.1:8480"))
+	img := "cloud:8480/acme/models/iris@sha256:772a240d934b32bce2b003d607c83ab7114cfcdda3c2f32ffca8e978b4e8ab69"
+	seen := t0.Add(time.Minute)
+	dev := cloud.Device{Meta: meta("/subscriptions/acme/accounts/models/devices/d-3f2a9c0b1e4d"), Subscription: "acme", Account: "models",
+		ID: "d-3f2a9c0b1e4d", Name: "pi-1", Labels: map[string]string{"site": "paris", "arch": "arm64"}, Online: true, LastSeen: &seen,
+		Desired: &twin.Desired{Protocol: twin.Protocol, Device: "d-3f2a9c0b1e4d", Version: 3, IssuedAt: t0, Services: []twin.ServiceSpec{
+			{Name: "iris", Image: img, Port: 8080}, {Name: "churn", Image: img, Model: "churn-v2", Resources: twin.Resources{MemoryBytes: 64 << 20, CPUMillis: 500}}}},
+		Reported: &twin.Reported{Protocol: twin.Protocol, Device: "d-3f2a9c0b1e4d", ObservedVersion: 2, Time: seen, Agent: "mlfleet-edge/0.1",
+			Services: []twin.ServiceStatus{
+				{Name: "iris", Phase: twin.Running, Image: img, Healthy: true, Since: t0},
+				{Name: "churn", Phase: twin.RolledBack, Image: img, Wanted: img, Reason: "health probe failed 3 times\ngiving up", Since: seen},
+				{Name: "old", Phase: twin.Running, Image: img},
+			}},
+		TelemetrySeq: 42, TelemetryDropped: 1, Rejected: 2}
+	fmt.Fprintln(&b, "# devices")
+	section("devices", deviceTable.print(&b, formatTable, []cloud.Device{dev, {Meta: meta("/d"), ID: "d-new"}}, false))
+	fmt.Fprintln(&b, "# device details")
+	section("device details", printDeviceDetails(&b, &dev))
+	fmt.Fprintln(&b, "# new device details")
+	section("new device details", printDeviceDetails(&b, &cloud.Device{Meta: meta("/d"), ID: "d-new"}))
 	fmt.Fprintln(&b, "# empty list")
 	section("empty", userTable.print(&b, formatTable, nil, false))
 	fmt.Fprintln(&b, "# empty list as json")

@@ -9,13 +9,17 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mlfleet/mlfleet/cloud"
 	"github.com/mlfleet/mlfleet/cloud/client"
 	"github.com/mlfleet/mlfleet/cloud/server"
+	"github.com/mlfleet/mlfleet/shared/errclass"
+	"github.com/mlfleet/mlfleet/shared/twin"
 )
 
 // cloudHarness is a real cloud server in-process plus a CLI environment
@@ -27,6 +31,7 @@ type cloudHarness struct {
 	dir     string // scratch dir
 	cfgPath string
 	env     map[string]string
+	srv     *server.Server
 }
 
 // startCloud starts a cloud on 127.0.0.1:0 with a fresh data dir and an
@@ -54,7 +59,7 @@ func startCloud(t *testing.T) *cloudHarness {
 		}
 	})
 	dir := t.TempDir()
-	h := &cloudHarness{t: t, url: srv.URL(), token: tok.Secret, dir: dir, cfgPath: filepath.Join(dir, "cfg", "config.json")}
+	h := &cloudHarness{t: t, url: srv.URL(), token: tok.Secret, dir: dir, cfgPath: filepath.Join(dir, "cfg", "config.json"), srv: srv}
 	h.env = map[string]string{"MLFLEET_CONFIG": h.cfgPath, "HOME": dir}
 	return h
 }
@@ -564,3 +569,208 @@ func TestModelsAndManifests(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// tokenRE finds the enrollment token and the device command in enroll-token's output.
+var tokenRE = regexp.MustCompile(`(?m)^Token: (mle_\S+)$`)
+
+func TestDevices(t *testing.T) {
+	h := startCloud(t)
+	h.login()
+	h.must("subscription", "create", "acme")
+	h.must("account", "create", "models", "--kind", "modelmanagement", "-s", "acme")
+	h.must("account", "create", "lab", "--kind", "experimentation", "-s", "acme")
+	h.must("config", "set", "subscription", "acme")
+	h.must("config", "set", "account", "models")
+	ctx := context.Background()
+	anon, err := client.New(h.url, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// enroll-token (table): the token once, a warning, the device's command.
+	out, errOut, code := h.run("", "device", "enroll-token", "--label", "site=paris", "--label", "arch=arm64", "--expires", "2h")
+	if code != 0 {
+		t.Fatalf("enroll-token: exit %d: %s", code, errOut)
+	}
+	m := tokenRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("enroll-token printed no token:\n%s", out)
+	}
+	tok := m[1]
+	if !strings.Contains(errOut, "warning: the enrollment token is shown only this once") {
+		t.Errorf("no warning on stderr: %q", errOut)
+	}
+	if want := "mlfleet-edge enroll --cloud " + h.url + " --token " + tok + "\n"; !strings.Contains(out, want) {
+		t.Errorf("enroll-token output lacks %q:\n%s", want, out)
+	}
+	if !strings.Contains(out, "arch=arm64,site=paris") || !strings.Contains(out, "acme/models") {
+		t.Errorf("enroll-token table:\n%s", out)
+	}
+	e1, err := anon.Enroll(ctx, cloud.EnrollRequest{Token: tok, Name: "pi-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The token works once.
+	if _, err := anon.Enroll(ctx, cloud.EnrollRequest{Token: tok}); errclass.ClassOf(err) != errclass.Unauthenticated {
+		t.Errorf("second use of the token: %v", err)
+	}
+
+	// enroll-token -o json: the object on stdout, the command on stderr.
+	out, errOut, code = h.run("", "device", "enroll-token", "-o", "json")
+	if code != 0 {
+		t.Fatalf("enroll-token -o json: exit %d: %s", code, errOut)
+	}
+	var et cloud.EnrollmentToken
+	if err := json.Unmarshal([]byte(out), &et); err != nil || !strings.HasPrefix(et.Token, "mle_") {
+		t.Fatalf("enroll-token -o json = %q (%v)", out, err)
+	}
+	if left := time.Until(et.ExpiresAt); left < 23*time.Hour || left > 25*time.Hour {
+		t.Errorf("default expiry in %s, want 24h", left)
+	}
+	if !strings.Contains(errOut, "warning:") || !strings.Contains(errOut, "--token "+et.Token) {
+		t.Errorf("stderr of enroll-token -o json: %q", errOut)
+	}
+	e2, err := anon.Enroll(ctx, cloud.EnrollRequest{Token: et.Token, Name: "pi-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	services := filepath.Join(h.dir, "services.json")
+	wrapped := filepath.Join(h.dir, "wrapped.json")
+	badImage := filepath.Join(h.dir, "bad-image.json")
+	unknownField := filepath.Join(h.dir, "unknown.json")
+	img := "127.0.0.1:8480/acme/models/iris@sha256:772a240d934b32bce2b003d607c83ab7114cfcdda3c2f32ffca8e978b4e8ab69"
+	for path, content := range map[string]string{
+		services:     `[{"name":"iris","image":"` + img + `","port":8080}]`,
+		wrapped:      `{"services":[{"name":"iris","image":"` + img + `"},{"name":"churn","image":"` + img + `"}]}`,
+		badImage:     `[{"name":"iris","image":"iris:latest"}]`,
+		unknownField: `[{"name":"iris","image":"` + img + `","replicas":3}]`,
+	} {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	runSteps(t, h, []step{
+		{[]string{"device", "list"}, 0, []string{"ID", "NAME", "LABELS", "ONLINE", "LAST SEEN", "DESIRED", "OBSERVED", "SERVICES", e1.DeviceID, e2.DeviceID, "pi-1", "arch=arm64,site=paris", "never"}},
+		{[]string{"device", "list", "--label", "site=paris"}, 0, []string{e1.DeviceID}},
+		{[]string{"device", "show", e1.DeviceID}, 0, []string{"ID:", e1.DeviceID, "pi-1", "Desired:   none", "Reported:  never", "Online:    false"}},
+		{[]string{"device", "label", e1.DeviceID, "site=lyon", "tier=edge", "--remove", "arch"}, 0, []string{"site=lyon,tier=edge"}},
+		{[]string{"device", "label", e1.DeviceID, "--remove", "nosuch"}, 0, []string{"site=lyon,tier=edge"}},
+		{[]string{"device", "list", "--label", "site=lyon", "--label", "tier=edge"}, 0, []string{e1.DeviceID}},
+		{[]string{"device", "set-desired", e1.DeviceID, "-f", services}, 0, []string{e1.DeviceID, "DESIRED"}},
+		{[]string{"device", "set-desired", e1.DeviceID, "-f", wrapped}, 0, []string{e1.DeviceID}},
+		{[]string{"device", "show", e1.DeviceID}, 0, []string{"Desired:   version 2", "Service: churn image=" + img, "Service: iris image=" + img}},
+	})
+	if out := h.must("device", "list", "--label", "site=paris"); strings.Contains(out, e1.DeviceID) {
+		t.Errorf("relabelled device still listed under site=paris:\n%s", out)
+	}
+
+	// The device reports, through the cloud's ingestion of its MQTT messages.
+	now := time.Now().UTC()
+	raw, err := twin.Encode(&twin.Reported{Protocol: twin.Protocol, Device: e1.DeviceID, ObservedVersion: 2, Time: now, Agent: "test-agent",
+		Services: []twin.ServiceStatus{
+			{Name: "iris", Phase: twin.Running, Image: img, Healthy: true, Since: now},
+			{Name: "churn", Phase: twin.Failed, Wanted: img, Reason: "pull failed", Since: now},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Service().HandleDeviceMessage(ctx, twin.Topic(e1.DeviceID, twin.KindReported), raw); err != nil {
+		t.Fatal(err)
+	}
+	runSteps(t, h, []step{
+		{[]string{"device", "list", "--label", "tier=edge"}, 0, []string{e1.DeviceID, "true", "churn:Failed,iris:Running"}},
+		{[]string{"device", "show", e1.DeviceID}, 0, []string{"Online:    true", "observed version 2", "agent test-agent",
+			"Service: iris phase=Running healthy=true image=" + img, `Service: churn phase=Failed healthy=false wanted=` + img, `reason="pull failed"`}},
+	})
+
+	// -o json of list, show, label and set-desired decodes as devices.
+	var list []cloud.Device
+	decodeStrictJSON(t, h.must("device", "list", "-o", "json"), &list)
+	if len(list) != 2 {
+		t.Errorf("device list -o json: %d devices", len(list))
+	}
+	for _, args := range [][]string{
+		{"device", "show", e1.DeviceID},
+		{"device", "label", e1.DeviceID, "stage=prod"},
+		{"device", "set-desired", e1.DeviceID, "-f", services},
+	} {
+		var d cloud.Device
+		decodeStrictJSON(t, h.must(append(args, "-o", "json")...), &d)
+		if d.ID != e1.DeviceID || d.Labels["stage"] == "" && args[1] != "show" {
+			t.Errorf("%v -o json = %+v", args, d)
+		}
+	}
+	var d cloud.Device
+	decodeStrictJSON(t, h.must("device", "show", e1.DeviceID, "-o", "json"), &d)
+	if d.Desired == nil || d.Desired.Version != 3 || d.Reported == nil || len(d.Reported.Services) != 2 || d.Labels["stage"] != "prod" {
+		t.Errorf("device show -o json = %+v", d)
+	}
+	// An empty list stops everything, from stdin.
+	if out, errOut, code := h.run("[]", "device", "set-desired", e1.DeviceID, "-f", "-", "-o", "json"); code != 0 {
+		t.Errorf("set-desired from stdin: exit %d: %s", code, errOut)
+	} else {
+		var d cloud.Device
+		decodeStrictJSON(t, out, &d)
+		if d.Desired == nil || d.Desired.Version != 4 || len(d.Desired.Services) != 0 {
+			t.Errorf("set-desired [] = %+v", d.Desired)
+		}
+	}
+
+	runSteps(t, h, []step{
+		// Unknown device: failure.
+		{[]string{"device", "show", "d-nope"}, 1, []string{"show device", "not found"}},
+		{[]string{"device", "label", "d-nope", "a=b"}, 1, []string{"label device"}},
+		{[]string{"device", "delete", "d-nope"}, 1, []string{"delete device"}},
+		{[]string{"device", "set-desired", "d-nope", "-f", services}, 1, []string{"set desired services"}},
+		// Bad labels and input: usage.
+		{[]string{"device", "label", e1.DeviceID, "novalue"}, 2, []string{"(field: label)"}},
+		{[]string{"device", "label", e1.DeviceID, "bad key=v"}, 2, []string{"(field: labels)"}},
+		{[]string{"device", "label", e1.DeviceID, "site=a b"}, 2, []string{"(field: labels.site)"}},
+		{[]string{"device", "label", e1.DeviceID, "a=1", "--remove", "a"}, 2, []string{"both set and removed"}},
+		{[]string{"device", "label", e1.DeviceID}, 2, []string{"nothing to change"}},
+		{[]string{"device", "label"}, 2, []string{"device ID"}},
+		{[]string{"device", "list", "--label", "site"}, 2, []string{"(field: label)"}},
+		{[]string{"device", "enroll-token", "--label", "=x"}, 2, []string{"(field: label)"}},
+		{[]string{"device", "enroll-token", "--label", "bad key=x"}, 2, []string{"(field: labels)"}},
+		{[]string{"device", "enroll-token", "--expires", "0s"}, 2, []string{"(field: expires)"}},
+		{[]string{"device", "enroll-token", "--expires", "1000h"}, 2, []string{"(field: expiresInHours)"}},
+		{[]string{"device", "enroll-token", "--expires", "soon"}, 2, []string{"--expires"}},
+		{[]string{"device", "enroll-token", "-a", "lab"}, 1, []string{"create enrollment token"}},
+		{[]string{"device", "set-desired", e1.DeviceID}, 2, []string{"-f FILE"}},
+		{[]string{"device", "set-desired", e1.DeviceID, "-f", badImage}, 2, []string{"(field: services[0].image)"}},
+		{[]string{"device", "set-desired", e1.DeviceID, "-f", unknownField}, 2, []string{"replicas"}},
+		{[]string{"device", "set-desired", e1.DeviceID, "-f", filepath.Join(h.dir, "missing.json")}, 2, []string{"--file"}},
+		{[]string{"device", "show"}, 2, []string{"exactly one argument"}},
+		{[]string{"device", "show", e1.DeviceID, "-o", "yaml"}, 2, []string{"--output"}},
+		{[]string{"device", "list", "-a", ""}, 0, nil}, // empty flag: the config's account
+		{[]string{"device", "nosuch"}, 2, []string{"unknown command"}},
+
+		{[]string{"device", "delete", e1.DeviceID}, 0, []string{"Deleted device " + e1.DeviceID}},
+		{[]string{"device", "show", e1.DeviceID}, 1, []string{"not found"}},
+		{[]string{"device", "delete", e1.DeviceID}, 1, []string{"not found"}},
+	})
+	// The deleted device's credential is dead: it cannot report any more.
+	if err := h.srv.Service().HandleDeviceMessage(ctx, twin.Topic(e1.DeviceID, twin.KindReported), raw); err == nil {
+		t.Error("a deleted device's report was accepted")
+	}
+	if err := h.srv.Service().AuthenticateDevice(ctx, e1.DeviceID, e1.Credential); err == nil {
+		t.Error("a deleted device's credential still authenticates")
+	}
+	var left []cloud.Device
+	decodeStrictJSON(t, h.must("device", "list", "-o", "json"), &left)
+	if len(left) != 1 || left[0].ID != e2.DeviceID {
+		t.Errorf("after delete: %+v", left)
+	}
+}
+
+// decodeStrictJSON decodes CLI output into v, refusing unknown fields.
+func decodeStrictJSON(t *testing.T, out string, v any) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("output is not the JSON of %T: %v\n%s", v, err, out)
+	}
+}

@@ -1,6 +1,6 @@
 // Package client is a typed Go client for the mlfleet cloud REST API
 // (docs/api.md). It uses only the standard library and the wire types of
-// package cloud.
+// package cloud (and the shared/twin documents they carry).
 //
 // Every method that talks to the server takes a context first. JSON calls get
 // a default timeout (see WithTimeout) unless the context already ends sooner;

@@ -22,6 +22,7 @@ import (
 	"github.com/mlfleet/mlfleet/cloud"
 	"github.com/mlfleet/mlfleet/shared/errclass"
 	"github.com/mlfleet/mlfleet/shared/manifest"
+	"github.com/mlfleet/mlfleet/shared/twin"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -248,6 +249,39 @@ func TestRequestsGolden(t *testing.T) {
 		func() error { _, err := c.ListManifestVersions(ctx, "acme", "mm", "iris", ListOptions{}); return err },
 		func() error { _, err := c.GetManifest(ctx, "acme", "mm", "iris", 1); return err },
 		func() error { return c.DeleteManifest(ctx, "acme", "mm", "iris", 1) },
+		func() error {
+			_, err := c.CreateEnrollmentToken(ctx, "acme", "mm", EnrollmentTokenCreate{Labels: map[string]string{"site": "paris"}, ExpiresInHours: 1.5})
+			return err
+		},
+		func() error {
+			_, err := c.CreateEnrollmentToken(ctx, "acme", "mm", EnrollmentTokenCreate{})
+			return err
+		},
+		func() error {
+			_, err := c.Enroll(ctx, cloud.EnrollRequest{Token: "mle_1_s", Name: "pi-1"})
+			return err
+		},
+		func() error {
+			_, err := c.Enroll(ctx, cloud.EnrollRequest{Token: "mle_2_s", DeviceID: "d-1", Credential: "mld_d-1_c"})
+			return err
+		},
+		func() error {
+			_, err := c.ListDevices(ctx, "acme", "mm", map[string]string{"site": "paris", "arch": "arm64"}, ListOptions{Limit: 10})
+			return err
+		},
+		func() error { _, err := c.ListDevices(ctx, "acme", "mm", nil, ListOptions{}); return err },
+		func() error { _, err := c.GetDevice(ctx, "acme", "mm", "d-1"); return err },
+		func() error {
+			_, err := c.UpdateDeviceLabels(ctx, "acme", "mm", "d-1", map[string]string{"site": "lyon"})
+			return err
+		},
+		func() error { _, err := c.UpdateDeviceLabels(ctx, "acme", "mm", "d-1", nil); return err },
+		func() error { return c.DeleteDevice(ctx, "acme", "mm", "d-1") },
+		func() error {
+			_, err := c.SetDesiredServices(ctx, "acme", "mm", "d-1", []twin.ServiceSpec{{Name: "iris", Image: "reg/iris@sha256:00", Port: 8080}})
+			return err
+		},
+		func() error { _, err := c.SetDesiredServices(ctx, "acme", "mm", "d-1", nil); return err },
 		func() error { _, err := c.ListOperations(ctx, "acme", "mm", ListOptions{}); return err },
 		func() error { _, err := c.GetOperation(ctx, "acme", "mm", "op/1"); return err },
 		func() error { _, err := c.WaitOperation(ctx, "acme", "mm", "op-2", time.Millisecond); return err },
