@@ -465,15 +465,46 @@ func (s *Service) SetDesiredServices(ctx context.Context, sub, acct, id string, 
 }
 
 func (s *Service) publishDesired(ctx context.Context, d *twin.Desired) {
-	bus, _ := s.deviceBus()
+	bus, ep := s.deviceBus()
 	if bus == nil || d == nil {
 		return
 	}
+	d = s.withPullCredentials(ctx, d, ep.Registry)
 	// The store holds the truth; a device that misses this gets it on its
 	// next DesiredRequest.
 	if err := bus.PublishDesired(context.WithoutCancel(ctx), *d); err != nil {
 		slog.Warn("publish desired state", "device", d.Device, "version", d.Version, "err", err)
 	}
+}
+
+// pullTokenTTL is how long the registry credentials in a published desired
+// state stay valid (a device pulls right after it gets them; retries of a
+// failing pull may take a while).
+const pullTokenTTL = 24 * time.Hour
+
+// withPullCredentials returns a copy of d whose services pulling from the
+// cloud's own registry carry fresh pull tokens scoped to their repository.
+// Stored desired states never hold credentials; they are made at publish time.
+func (s *Service) withPullCredentials(ctx context.Context, d *twin.Desired, registryHost string) *twin.Desired {
+	if registryHost == "" {
+		return d
+	}
+	out := *d
+	out.Services = append([]twin.ServiceSpec(nil), d.Services...)
+	for i, svc := range out.Services {
+		rest, ok := strings.CutPrefix(svc.Image, registryHost+"/")
+		if !ok || svc.Pull != nil {
+			continue
+		}
+		repo, _, _ := strings.Cut(rest, "@")
+		tok, exp, err := s.PullToken(ctx, repo, d.Device, pullTokenTTL)
+		if err != nil {
+			slog.Warn("make pull token", "device", d.Device, "repo", repo, "err", err)
+			continue
+		}
+		out.Services[i].Pull = &twin.PullAuth{Username: d.Device, Password: tok, ExpiresAt: exp}
+	}
+	return &out
 }
 
 // deviceByID finds a device's path from its id.

@@ -35,6 +35,8 @@ type pullClaims struct {
 	Repo    string `json:"r"`
 	Device  string `json:"d,omitempty"`
 	Expires int64  `json:"e"`
+	// Push is set only on the tokens the cloud's own builder pushes with.
+	Push bool `json:"p,omitempty"`
 }
 
 // pullKey returns the HMAC key for pull tokens, made on first use.
@@ -69,18 +71,23 @@ func (s *Service) pullKey(ctx context.Context) ([]byte, error) {
 // PullToken makes a registry password that lets its holder pull one
 // repository until ttl has passed.
 func (s *Service) PullToken(ctx context.Context, repo, device string, ttl time.Duration) (string, time.Time, error) {
+	return s.registryToken(ctx, repo, device, false, ttl)
+}
+
+// registryToken makes a signed registry password for one repository.
+func (s *Service) registryToken(ctx context.Context, repo, device string, push bool, ttl time.Duration) (string, time.Time, error) {
 	key, err := s.pullKey(ctx)
 	if err != nil {
 		return "", time.Time{}, err
 	}
 	exp := s.now().Add(ttl)
-	claims, _ := json.Marshal(pullClaims{Repo: repo, Device: device, Expires: exp.Unix()})
+	claims, _ := json.Marshal(pullClaims{Repo: repo, Device: device, Expires: exp.Unix(), Push: push})
 	mac := hmac.New(sha256.New, key)
 	mac.Write(claims)
 	return pullPrefix + base64.RawURLEncoding.EncodeToString(claims) + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)), exp, nil
 }
 
-func (s *Service) checkPullToken(ctx context.Context, secret, repo string) error {
+func (s *Service) checkPullToken(ctx context.Context, secret, repo string, push bool) error {
 	bad := errclass.New(errclass.Unauthenticated, "", "registry credential is invalid or expired")
 	body, sig, ok := strings.Cut(strings.TrimPrefix(secret, pullPrefix), ".")
 	if !ok {
@@ -106,6 +113,9 @@ func (s *Service) checkPullToken(ctx context.Context, secret, repo string) error
 	}
 	if c.Repo != repo {
 		return errclass.NotFoundf("repository %q not found", repo)
+	}
+	if push && !c.Push {
+		return errclass.New(errclass.PermissionDenied, "", "pull tokens cannot push")
 	}
 	return nil
 }
@@ -175,13 +185,7 @@ func (s *Service) AuthorizeRegistry(ctx context.Context, secret, repo string, pu
 		if repo == "" {
 			return errclass.New(errclass.PermissionDenied, "", "pull tokens cannot list the registry")
 		}
-		if err := s.checkPullToken(ctx, secret, repo); err != nil {
-			return err
-		}
-		if push {
-			return errclass.New(errclass.PermissionDenied, "", "pull tokens cannot push")
-		}
-		return nil
+		return s.checkPullToken(ctx, secret, repo, push)
 	}
 	return errclass.New(errclass.Unauthenticated, "", "registry credential is invalid")
 }

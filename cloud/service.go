@@ -36,6 +36,8 @@ type Service struct {
 	accounts  BrokerAccounts
 	// pullKeyCache signs registry pull tokens (see PullToken).
 	pullKeyCache []byte
+	builder      ImageBuilder
+	registry     RegistryTarget
 }
 
 // NewService makes a Service over a store and a blob store.

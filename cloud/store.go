@@ -73,4 +73,6 @@ type Blobs interface {
 	Open(digest string) (io.ReadSeekCloser, error)
 	// Delete removes a blob; deleting a missing blob is not an error.
 	Delete(digest string) error
+	// Path is the blob's file, for readers that need a path (image builds).
+	Path(digest string) (string, error)
 }

@@ -55,6 +55,10 @@ type Config struct {
 	// mosquitto's password, ACL and config files (include_dir it);
 	// MosquittoPIDFile names mosquitto's pid file so it reloads on changes.
 	MosquittoDir, MosquittoPIDFile string
+	// ScorerDir holds the scorer binaries images are built with
+	// (<dir>/linux-amd64/mlfleet-scorer, linux-arm64, linux-arm-v7; default
+	// "scorers" beside the executable, where make build puts them).
+	ScorerDir string
 	// MosquittoListener is the listener written to the config snippet
 	// (default: the host:port of MQTTURL).
 	MosquittoListener string
@@ -125,6 +129,10 @@ func New(cfg Config) (*Server, error) {
 	api := httpapi.New(svc, httpapi.Options{Logger: cfg.Logger, Mounts: map[string]http.Handler{"/v2/": reg}})
 	s := &Server{cfg: cfg, store: store, svc: svc, api: api, ln: ln, registry: reg}
 	if err := s.newMQTT(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.newBuilder(); err != nil {
 		s.Close()
 		return nil, err
 	}

@@ -53,9 +53,14 @@ const acct = "/api/v1/subscriptions/s/accounts/mm"
 
 func (c *cloudUnderTest) call(method, path, body string, want int, out any) {
 	c.t.Helper()
-	req, _ := http.NewRequest(method, c.srv.URL()+path, bytes.NewReader([]byte(body)))
+	c.callRaw(method, path, "application/json", bytes.NewReader([]byte(body)), want, out)
+}
+
+func (c *cloudUnderTest) callRaw(method, path, ctype string, body io.Reader, want int, out any) {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, c.srv.URL()+path, body)
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", ctype)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)

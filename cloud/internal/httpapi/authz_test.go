@@ -171,6 +171,11 @@ func matrixCases(tokenID string) []matrixCase {
 		{"GET", acP + "/manifests/:name/versions", v1 + maA + "/manifests/mf/versions", "", false, 200, role(cloud.Reader, maA)},
 		{"GET", acP + "/manifests/:name/versions/:version", v1 + maA + "/manifests/mf/versions/1", "", false, 200, role(cloud.Reader, maA)},
 		{"DELETE", acP + "/manifests/:name/versions/:version", v1 + maA + "/manifests/mf/versions/1", "", false, 204, role(cloud.Contributor, maA)},
+		{"POST", acP + "/images", v1 + maA + "/images", `{"name":"iris","manifest":"mf:1","tag":"v1"}`, false, 202, role(cloud.Contributor, maA)},
+		{"GET", acP + "/images", v1 + maA + "/images", "", false, 200, role(cloud.Reader, maA)},
+		{"GET", acP + "/images/:name/versions", v1 + maA + "/images/img/versions", "", false, 200, role(cloud.Reader, maA)},
+		{"GET", acP + "/images/:name/versions/:version", v1 + maA + "/images/img/versions/1", "", false, 200, role(cloud.Reader, maA)},
+		{"DELETE", acP + "/images/:name/versions/:version", v1 + maA + "/images/img/versions/1", "", false, 204, role(cloud.Contributor, maA)},
 		{"POST", acP + "/enrollmentTokens", v1 + maA + "/enrollmentTokens", `{"labels":{"site":"lab"}}`, false, 201, role(cloud.Contributor, maA)},
 		{"POST", v1 + "/enroll", v1 + "/enroll", `{"token":"@enroll","name":"pi-1"}`, false, 201, access{kind: "public"}},
 		{"GET", acP + "/devices", v1 + maA + "/devices?label=site=lab", "", false, 200, role(cloud.Reader, maA)},
@@ -224,6 +229,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		tokenID = toks[0].ID
 		op := must[*cloud.Operation](t)(e.svc.SubmitOperation(adminCtx(), "a", "ma", "test.noop", maA, nil))
 		opID = op.ID
+		e.putImage("a", "ma", "img", 1)
 		et := must[*cloud.EnrollmentToken](t)(e.svc.CreateEnrollmentToken(adminCtx(), "a", "ma", map[string]string{"site": "lab"}, 0))
 		deviceID = must[*cloud.Enrollment](t)(e.svc.Enroll(adminCtx(), cloud.EnrollRequest{Token: et.Token})).DeviceID
 		enrollToken = must[*cloud.EnrollmentToken](t)(e.svc.CreateEnrollmentToken(adminCtx(), "a", "ma", nil, 0)).Token

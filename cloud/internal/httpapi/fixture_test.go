@@ -23,6 +23,7 @@ import (
 type env struct {
 	t      *testing.T
 	dir    string
+	store  *boltstore.Store
 	svc    *cloud.Service
 	api    *API
 	srv    *httptest.Server
@@ -41,10 +42,11 @@ func newEnv(t *testing.T, dir string, cfg cloud.Config) *env {
 		t.Fatal(err)
 	}
 	svc := cloud.NewService(store, blobs, cfg)
+	svc.SetImageBuilder(queuedOnly{t}, cloud.RegistryTarget{Host: "127.0.0.1:1", Insecure: true})
 	api := New(svc, Options{})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	return &env{t: t, dir: dir, svc: svc, api: api, srv: srv, tokens: map[string]string{}}
+	return &env{t: t, dir: dir, store: store, svc: svc, api: api, srv: srv, tokens: map[string]string{}}
 }
 
 func adminCtx() context.Context {
@@ -140,4 +142,25 @@ func (e *env) user(name string, admin bool, grants map[string]cloud.Role) {
 	}
 	tok := must[*cloud.Token](t)(e.svc.CreateToken(ctx, name, "test", 0))
 	e.tokens[name] = tok.Secret
+}
+
+// queuedOnly is the image builder of API tests: they check that builds are
+// accepted and queued; operations do not run here (cloud/server's tests run
+// real builds).
+type queuedOnly struct{ t *testing.T }
+
+func (q queuedOnly) Build(context.Context, cloud.BuildRequest) (*cloud.BuildResult, error) {
+	q.t.Error("API tests do not run image builds")
+	return nil, context.Canceled
+}
+
+// putImage stores an image record as a finished build would.
+func (e *env) putImage(sub, acct, name string, v int) {
+	e.t.Helper()
+	img := cloud.Image{Meta: cloud.Meta{Path: cloud.ImagePath(sub, acct, name, v)}, Subscription: sub, Account: acct, Name: name, Version: v,
+		Digest: "sha256:" + strings.Repeat("a", 64), Reference: "127.0.0.1:1/" + sub + "/" + acct + "/" + name + "@sha256:" + strings.Repeat("a", 64)}
+	err := e.store.Update(context.Background(), func(tx cloud.Tx) error { return tx.Create(img.Path, &img) })
+	if err != nil {
+		e.t.Fatal(err)
+	}
 }

@@ -383,6 +383,48 @@ func (a *API) register() {
 		return noContent(c, s.DeleteManifest(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("name"), v))
 	})
 
+	// Images.
+	a.add(http.MethodPost, acP+"/images", "Build an image from a manifest version (long operation: 202 + operation)", "json", 202, func(c echo.Context) error {
+		var in cloud.CreateImage
+		if err := decode(c, &in); err != nil {
+			return err
+		}
+		op, err := s.CreateImage(ctx(c), c.Param("sub"), c.Param("acct"), in)
+		if err != nil {
+			return err
+		}
+		c.Response().Header().Set("Location", v1+op.Path)
+		return c.JSON(http.StatusAccepted, op)
+	})
+	a.add(http.MethodGet, acP+"/images", "List image versions", "", 200, func(c echo.Context) error {
+		o, err := listOptions(c)
+		if err != nil {
+			return err
+		}
+		return answer(c, 200)(s.ListImages(ctx(c), c.Param("sub"), c.Param("acct"), c.QueryParam("name"), o))
+	})
+	a.add(http.MethodGet, acP+"/images/:name/versions", "List an image's versions", "", 200, func(c echo.Context) error {
+		o, err := listOptions(c)
+		if err != nil {
+			return err
+		}
+		return answer(c, 200)(s.ListImages(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("name"), o))
+	})
+	a.add(http.MethodGet, acP+"/images/:name/versions/:version", "Show an image version", "", 200, func(c echo.Context) error {
+		v, err := version(c)
+		if err != nil {
+			return err
+		}
+		return answer(c, 200)(s.GetImage(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("name"), v))
+	})
+	a.add(http.MethodDelete, acP+"/images/:name/versions/:version", "Delete an image version (refused while a service uses it)", "", 204, func(c echo.Context) error {
+		v, err := version(c)
+		if err != nil {
+			return err
+		}
+		return noContent(c, s.DeleteImage(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("name"), v))
+	})
+
 	// Devices.
 	a.add(http.MethodPost, acP+"/enrollmentTokens", "Create a one-time device enrollment token", "json", 201, func(c echo.Context) error {
 		var in struct {

@@ -1,0 +1,16 @@
+//go:build unix
+
+package imagebuild
+
+import (
+	"io/fs"
+	"syscall"
+)
+
+// fileID returns the device and inode of fi, for LayerCache keys.
+func fileID(fi fs.FileInfo) (dev, ino uint64) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Dev), uint64(st.Ino)
+	}
+	return 0, 0
+}
