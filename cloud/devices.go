@@ -33,6 +33,12 @@ type Device struct {
 	// Desired is the state the cloud wants the device in (its version
 	// increases with every change).
 	Desired *twin.Desired `json:"desired,omitempty"`
+	// Assignments pins services to image references on this device while a
+	// rollout moves them (service name -> image reference).
+	Assignments map[string]string `json:"assignments,omitempty"`
+	// Direct are services deployed to this device alone (PUT .../desired),
+	// beside those its environments' services bring.
+	Direct []twin.ServiceSpec `json:"direct,omitempty"`
 	// Reported is the device's last reported state.
 	Reported *twin.Reported `json:"reported,omitempty"`
 	// Telemetry counts what the device sent: batches stored, and dropped on the device.
@@ -325,6 +331,10 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest) (*Enrollment, e
 			dev.Labels[k] = v
 		}
 		dev.UpdatedAt = s.now()
+		// A device joining a fleet gets the services of its environments.
+		if _, err := s.recomputeDevice(tx, &dev); err != nil {
+			return err
+		}
 		if err := tx.Put(dev.Path, &dev); err != nil {
 			return err
 		}
@@ -394,10 +404,31 @@ func (s *Service) UpdateDeviceLabels(ctx context.Context, sub, acct, id string, 
 	if err := checkLabels(labels); err != nil {
 		return nil, err
 	}
-	return update(ctx, s, DevicePath(sub, acct, id), func(d *Device, _ *Meta) error {
+	var publish *twin.Desired
+	dev, err := updateTx(ctx, s, DevicePath(sub, acct, id), func(tx Tx, d *Device) error {
 		d.Labels = labels
-		return nil
-	}, func(d *Device) *Meta { return &d.Meta })
+		changed, err := s.recomputeDevice(tx, d)
+		if changed {
+			publish = d.Desired
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.publishDesired(ctx, publish)
+	s.kickRollouts()
+	return dev, nil
+}
+
+// recomputeDevice recomputes one device's desired state from its account's
+// services (the caller stores the device).
+func (s *Service) recomputeDevice(tx Tx, d *Device) (bool, error) {
+	services, envs, err := accountServices(tx, d.Subscription, d.Account)
+	if err != nil {
+		return false, err
+	}
+	return s.applyDesired(d, services, envs), nil
 }
 
 // DeleteDevice removes a device; its credential stops working at once.
@@ -423,8 +454,9 @@ func (s *Service) DeleteDevice(ctx context.Context, sub, acct, id string) error 
 	})
 }
 
-// SetDesiredServices replaces what a device must run, under the next desired
-// version, and publishes it.
+// SetDesiredServices replaces the services deployed to this device alone
+// (beside those of its environments, which win on a name clash) and
+// publishes its desired state under the next version.
 func (s *Service) SetDesiredServices(ctx context.Context, sub, acct, id string, services []twin.ServiceSpec) (*Device, error) {
 	path := DevicePath(sub, acct, id)
 	if _, err := authorize(ctx, path, Contributor); err != nil {
@@ -434,26 +466,33 @@ func (s *Service) SetDesiredServices(ctx context.Context, sub, acct, id string, 
 		services = []twin.ServiceSpec{}
 	}
 	sort.Slice(services, func(i, j int) bool { return services[i].Name < services[j].Name })
+	// Validate as the device will: never publish what it must refuse.
+	check := twin.Desired{Protocol: twin.Protocol, Device: id, Version: 1, Services: services}
+	raw, err := twin.Encode(&check)
+	if err != nil {
+		return nil, err
+	}
+	if err := twin.Decode(raw, twin.MaxDocument, &check, id); err != nil {
+		return nil, err
+	}
 	var dev Device
-	err := s.store.Update(ctx, func(tx Tx) error {
+	err = s.store.Update(ctx, func(tx Tx) error {
 		if err := tx.Get(path, &dev); err != nil {
 			return err
 		}
-		v := uint64(1)
-		if dev.Desired != nil {
-			v = dev.Desired.Version + 1
-		}
-		d := twin.Desired{Protocol: twin.Protocol, Device: id, Version: v, IssuedAt: s.now(), Services: services}
-		// Validate as the device will: never publish what it must refuse.
-		raw, err := twin.Encode(&d)
+		dev.Direct = services
+		changed, err := s.recomputeDevice(tx, &dev)
 		if err != nil {
 			return err
 		}
-		var check twin.Desired
-		if err := twin.Decode(raw, twin.MaxDocument, &check, id); err != nil {
-			return err
+		if !changed {
+			// An explicit request always publishes a new version.
+			v := uint64(1)
+			if dev.Desired != nil {
+				v = dev.Desired.Version + 1
+			}
+			dev.Desired = &twin.Desired{Protocol: twin.Protocol, Device: id, Version: v, IssuedAt: s.now(), Services: mergedServices(&dev)}
 		}
-		dev.Desired = &d
 		dev.UpdatedAt = s.now()
 		return tx.Put(path, &dev)
 	})
@@ -462,6 +501,15 @@ func (s *Service) SetDesiredServices(ctx context.Context, sub, acct, id string, 
 	}
 	s.publishDesired(ctx, dev.Desired)
 	return &dev, nil
+}
+
+// mergedServices is what recomputeDevice left in d.Desired (environment
+// services plus direct ones).
+func mergedServices(d *Device) []twin.ServiceSpec {
+	if d.Desired == nil {
+		return []twin.ServiceSpec{}
+	}
+	return d.Desired.Services
 }
 
 func (s *Service) publishDesired(ctx context.Context, d *twin.Desired) {
@@ -548,6 +596,7 @@ func (s *Service) HandleDeviceMessage(ctx context.Context, topic string, payload
 	var dev Device
 	var publish *twin.Desired
 	var ack *twin.TelemetryAck
+	kick := false
 	uerr := s.store.Update(ctx, func(tx Tx) error {
 		path, lerr := s.deviceByID(tx, id)
 		if lerr != nil {
@@ -564,6 +613,7 @@ func (s *Service) HandleDeviceMessage(ctx context.Context, topic string, payload
 		dev.LastSeen = &now
 		switch kind {
 		case twin.KindReported:
+			kick = true
 			if dev.Reported != nil && reported.Time.Before(dev.Reported.Time) {
 				dev.Rejected++ // an older report arriving late
 				break
@@ -606,6 +656,9 @@ func (s *Service) HandleDeviceMessage(ctx context.Context, topic string, payload
 	}
 	if publish != nil {
 		s.publishDesired(ctx, publish)
+	}
+	if kick {
+		s.kickRollouts()
 	}
 	return nil
 }

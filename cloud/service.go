@@ -38,6 +38,7 @@ type Service struct {
 	pullKeyCache []byte
 	builder      ImageBuilder
 	registry     RegistryTarget
+	rolloutKick  chan struct{}
 }
 
 // NewService makes a Service over a store and a blob store.
@@ -48,7 +49,8 @@ func NewService(store Store, blobs Blobs, cfg Config) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{store: store, blobs: blobs, cfg: cfg, ops: operations{queue: make(chan job, maxQueuedOperations)}}
+	return &Service{store: store, blobs: blobs, cfg: cfg, ops: operations{queue: make(chan job, maxQueuedOperations)},
+		rolloutKick: make(chan struct{}, 1)}
 }
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Millisecond) }
@@ -190,6 +192,34 @@ func update[T any](ctx context.Context, s *Service, path string, fn func(*T, *Me
 	}
 	return &v, nil
 }
+
+// updateTx applies fn, inside the transaction, to the stored resource at
+// path and saves it.
+func updateTx[T any, PT interface {
+	*T
+	meta() *Meta
+}](ctx context.Context, s *Service, path string, fn func(Tx, PT) error) (PT, error) {
+	if _, err := authorize(ctx, path, Contributor); err != nil {
+		return nil, err
+	}
+	v := PT(new(T))
+	err := s.store.Update(ctx, func(tx Tx) error {
+		if err := tx.Get(path, v); err != nil {
+			return err
+		}
+		if err := fn(tx, v); err != nil {
+			return err
+		}
+		v.meta().UpdatedAt = s.now()
+		return tx.Put(path, v)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func (m *Meta) meta() *Meta { return m }
 
 // remove deletes the container at path. Unless force, it refuses while any
 // of the child collections holds something, or while something refers to

@@ -55,6 +55,9 @@ type Config struct {
 	// mosquitto's password, ACL and config files (include_dir it);
 	// MosquittoPIDFile names mosquitto's pid file so it reloads on changes.
 	MosquittoDir, MosquittoPIDFile string
+	// RolloutTick is how often the rollout engine looks at rollouts when
+	// nothing happens (default 1s; device reports wake it at once).
+	RolloutTick time.Duration
 	// ScorerDir holds the scorer binaries images are built with
 	// (<dir>/linux-amd64/mlfleet-scorer, linux-arm64, linux-arm-v7; default
 	// "scorers" beside the executable, where make build puts them).
@@ -76,6 +79,9 @@ func (c *Config) defaults() {
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.RolloutTick == 0 {
+		c.RolloutTick = time.Second
 	}
 	if c.MQTTAddr == "" {
 		c.MQTTAddr = "127.0.0.1:0"
@@ -235,6 +241,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	background("operations", func(ctx context.Context) error { return s.svc.RunOperations(ctx, 2) })
+	background("rollouts", func(ctx context.Context) error { return s.svc.RunRollouts(ctx, s.cfg.RolloutTick) })
 	if s.broker != nil {
 		background("mqtt broker", s.broker.Run)
 	}

@@ -175,7 +175,20 @@ func matrixCases(tokenID string) []matrixCase {
 		{"GET", acP + "/images", v1 + maA + "/images", "", false, 200, role(cloud.Reader, maA)},
 		{"GET", acP + "/images/:name/versions", v1 + maA + "/images/img/versions", "", false, 200, role(cloud.Reader, maA)},
 		{"GET", acP + "/images/:name/versions/:version", v1 + maA + "/images/img/versions/1", "", false, 200, role(cloud.Reader, maA)},
-		{"DELETE", acP + "/images/:name/versions/:version", v1 + maA + "/images/img/versions/1", "", false, 204, role(cloud.Contributor, maA)},
+		{"DELETE", acP + "/images/:name/versions/:version", v1 + maA + "/images/old/versions/1", "", false, 204, role(cloud.Contributor, maA)},
+		{"POST", acP + "/environments", v1 + maA + "/environments", `{"name":"e2","selector":{"site":"x"}}`, false, 201, role(cloud.Contributor, maA)},
+		{"GET", acP + "/environments", v1 + maA + "/environments", "", false, 200, role(cloud.Reader, maA)},
+		{"GET", acP + "/environments/:name", v1 + maA + "/environments/fleet", "", false, 200, role(cloud.Reader, maA)},
+		{"DELETE", acP + "/environments/:name", v1 + maA + "/environments/spare", "", false, 204, role(cloud.Contributor, maA)},
+		{"POST", acP + "/services", v1 + maA + "/services", `{"name":"svc2","environment":"fleet","image":"img:1"}`, false, 201, role(cloud.Contributor, maA)},
+		{"GET", acP + "/services", v1 + maA + "/services", "", false, 200, role(cloud.Reader, maA)},
+		{"GET", acP + "/services/:svc", v1 + maA + "/services/svc", "", false, 200, role(cloud.Reader, maA)},
+		{"DELETE", acP + "/services/:svc", v1 + maA + "/services/svc", "", false, 204, role(cloud.Contributor, maA)},
+		{"POST", acP + "/services/:svc/rollouts", v1 + maA + "/services/calm/rollouts", `{"image":"img:1","batches":[{"percent":50}]}`, false, 201, role(cloud.Contributor, maA)},
+		{"POST", acP + "/services/:svc/rollback", v1 + maA + "/services/calm/rollback", "", false, 201, role(cloud.Contributor, maA)},
+		{"GET", acP + "/services/:svc/rollouts", v1 + maA + "/services/svc/rollouts", "", false, 200, role(cloud.Reader, maA)},
+		{"GET", acP + "/services/:svc/rollouts/:id", v1 + maA + "/services/svc/rollouts/000001", "", false, 200, role(cloud.Reader, maA)},
+		{"POST", acP + "/services/:svc/rollouts/:id/:action", v1 + maA + "/services/svc/rollouts/000001/pause", "", false, 200, role(cloud.Contributor, maA)},
 		{"POST", acP + "/enrollmentTokens", v1 + maA + "/enrollmentTokens", `{"labels":{"site":"lab"}}`, false, 201, role(cloud.Contributor, maA)},
 		{"POST", v1 + "/enroll", v1 + "/enroll", `{"token":"@enroll","name":"pi-1"}`, false, 201, access{kind: "public"}},
 		{"GET", acP + "/devices", v1 + maA + "/devices?label=site=lab", "", false, 200, role(cloud.Reader, maA)},
@@ -233,6 +246,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 		et := must[*cloud.EnrollmentToken](t)(e.svc.CreateEnrollmentToken(adminCtx(), "a", "ma", map[string]string{"site": "lab"}, 0))
 		deviceID = must[*cloud.Enrollment](t)(e.svc.Enroll(adminCtx(), cloud.EnrollRequest{Token: et.Token})).DeviceID
 		enrollToken = must[*cloud.EnrollmentToken](t)(e.svc.CreateEnrollmentToken(adminCtx(), "a", "ma", nil, 0)).Token
+		e.putImage("a", "ma", "img", 2)
+		e.putImage("a", "ma", "old", 1)
+		must[*cloud.Environment](t)(e.svc.CreateEnvironment(adminCtx(), "a", "ma", cloud.Environment{Name: "fleet", Selector: map[string]string{"site": "lab"}}))
+		must[*cloud.Environment](t)(e.svc.CreateEnvironment(adminCtx(), "a", "ma", cloud.Environment{Name: "spare", Selector: map[string]string{"site": "none"}}))
+		if _, _, err := e.svc.CreateService(adminCtx(), "a", "ma", cloud.CreateServiceRequest{Name: "svc", Environment: "fleet", Image: "img:1"}); err != nil {
+			t.Fatal(err)
+		}
+		e.putService(cloud.ScoringService{Name: "calm", Environment: "fleet", Image: "img:2", ImageReference: imageRef("img", 2), Previous: "img:1", PreviousReference: imageRef("img", 1)})
 	}()
 	// The seed env's store is closed by its cleanup only at the end; copy
 	// after closing it explicitly through a fresh open per case instead.

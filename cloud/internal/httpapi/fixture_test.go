@@ -154,12 +154,28 @@ func (q queuedOnly) Build(context.Context, cloud.BuildRequest) (*cloud.BuildResu
 	return nil, context.Canceled
 }
 
+// imageRef is the reference putImage gives an image version.
+func imageRef(name string, v int) string {
+	return "127.0.0.1:1/a/ma/" + name + "@sha256:" + strings.Repeat(strconv.Itoa(v%10), 64)
+}
+
 // putImage stores an image record as a finished build would.
 func (e *env) putImage(sub, acct, name string, v int) {
 	e.t.Helper()
 	img := cloud.Image{Meta: cloud.Meta{Path: cloud.ImagePath(sub, acct, name, v)}, Subscription: sub, Account: acct, Name: name, Version: v,
-		Digest: "sha256:" + strings.Repeat("a", 64), Reference: "127.0.0.1:1/" + sub + "/" + acct + "/" + name + "@sha256:" + strings.Repeat("a", 64)}
+		Digest: "sha256:" + strings.Repeat(strconv.Itoa(v%10), 64), Reference: imageRef(name, v)}
 	err := e.store.Update(context.Background(), func(tx cloud.Tx) error { return tx.Create(img.Path, &img) })
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// putService stores a service in account a/ma as a finished rollout leaves it.
+func (e *env) putService(svc cloud.ScoringService) {
+	e.t.Helper()
+	svc.Subscription, svc.Account = "a", "ma"
+	svc.Path = cloud.ServicePath("a", "ma", svc.Name)
+	err := e.store.Update(context.Background(), func(tx cloud.Tx) error { return tx.Create(svc.Path, &svc) })
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -425,6 +425,81 @@ func (a *API) register() {
 		return noContent(c, s.DeleteImage(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("name"), v))
 	})
 
+	// Environments, services and rollouts.
+	a.add(http.MethodPost, acP+"/environments", "Create an environment: one device, or a fleet by label selector", "json", 201, func(c echo.Context) error {
+		var in struct {
+			Name        string            `json:"name"`
+			Device      string            `json:"device"`
+			Selector    map[string]string `json:"selector"`
+			Description string            `json:"description"`
+		}
+		if err := decode(c, &in); err != nil {
+			return err
+		}
+		return answer(c, 201)(s.CreateEnvironment(ctx(c), c.Param("sub"), c.Param("acct"),
+			cloud.Environment{Name: in.Name, Device: in.Device, Selector: in.Selector, Description: in.Description}))
+	})
+	a.add(http.MethodGet, acP+"/environments", "List environments", "", 200, func(c echo.Context) error {
+		o, err := listOptions(c)
+		if err != nil {
+			return err
+		}
+		return answer(c, 200)(s.ListEnvironments(ctx(c), c.Param("sub"), c.Param("acct"), o))
+	})
+	a.add(http.MethodGet, acP+"/environments/:name", "Show an environment", "", 200, func(c echo.Context) error {
+		return answer(c, 200)(s.GetEnvironment(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("name")))
+	})
+	a.add(http.MethodDelete, acP+"/environments/:name", "Delete an environment no service uses", "", 204, func(c echo.Context) error {
+		return noContent(c, s.DeleteEnvironment(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("name")))
+	})
+	a.add(http.MethodPost, acP+"/services", "Create a service and start its first rollout", "json", 201, func(c echo.Context) error {
+		var in cloud.CreateServiceRequest
+		if err := decode(c, &in); err != nil {
+			return err
+		}
+		svc, ro, err := s.CreateService(ctx(c), c.Param("sub"), c.Param("acct"), in)
+		if err != nil {
+			return err
+		}
+		return c.JSON(201, map[string]any{"service": svc, "rollout": ro})
+	})
+	a.add(http.MethodGet, acP+"/services", "List services", "", 200, func(c echo.Context) error {
+		o, err := listOptions(c)
+		if err != nil {
+			return err
+		}
+		return answer(c, 200)(s.ListServices(ctx(c), c.Param("sub"), c.Param("acct"), o))
+	})
+	a.add(http.MethodGet, acP+"/services/:svc", "Show a service", "", 200, func(c echo.Context) error {
+		return answer(c, 200)(s.GetService(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("svc")))
+	})
+	a.add(http.MethodDelete, acP+"/services/:svc", "Delete a service (its devices stop it)", "", 204, func(c echo.Context) error {
+		return noContent(c, s.DeleteService(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("svc")))
+	})
+	a.add(http.MethodPost, acP+"/services/:svc/rollouts", "Start a rollout of a service to an image version", "json", 201, func(c echo.Context) error {
+		var in cloud.RolloutRequest
+		if err := decode(c, &in); err != nil {
+			return err
+		}
+		return answer(c, 201)(s.StartRollout(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("svc"), in))
+	})
+	a.add(http.MethodPost, acP+"/services/:svc/rollback", "Roll a service back to its previous image (a new rollout)", "", 201, func(c echo.Context) error {
+		return answer(c, 201)(s.RollbackService(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("svc")))
+	})
+	a.add(http.MethodGet, acP+"/services/:svc/rollouts", "List a service's rollouts", "", 200, func(c echo.Context) error {
+		o, err := listOptions(c)
+		if err != nil {
+			return err
+		}
+		return answer(c, 200)(s.ListRollouts(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("svc"), o))
+	})
+	a.add(http.MethodGet, acP+"/services/:svc/rollouts/:id", "Show a rollout: batch, per-state counts, every device's outcome", "", 200, func(c echo.Context) error {
+		return answer(c, 200)(s.GetRollout(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("svc"), c.Param("id")))
+	})
+	a.add(http.MethodPost, acP+"/services/:svc/rollouts/:id/:action", "Pause, resume or abort (reverting) a rollout", "", 200, func(c echo.Context) error {
+		return answer(c, 200)(s.ActOnRollout(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("svc"), c.Param("id"), c.Param("action")))
+	})
+
 	// Devices.
 	a.add(http.MethodPost, acP+"/enrollmentTokens", "Create a one-time device enrollment token", "json", 201, func(c echo.Context) error {
 		var in struct {
