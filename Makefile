@@ -6,14 +6,22 @@ export CGO_ENABLED ?= 0
 
 BINARIES := mlfleet mlfleet-cloud mlfleet-edge mlfleet-scorer
 
-.PHONY: all build test test-short bench fmt vet quickstart clean $(BINARIES)
+.PHONY: all build scorers test test-short bench fmt vet quickstart demo demo-down clean $(BINARIES)
 
 all: build
 
-build: $(BINARIES)
+build: $(BINARIES) scorers
 
 $(BINARIES):
 	$(GO) build -trimpath -o $(BIN)/$@ ./cmd/$@
+
+# The scorer for every image platform, where mlfleet-cloud looks for them
+# (bin/scorers beside bin/mlfleet-cloud): static, stripped.
+scorers:
+	GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/scorers/linux-amd64/mlfleet-scorer ./cmd/mlfleet-scorer
+	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/scorers/linux-arm64/mlfleet-scorer ./cmd/mlfleet-scorer
+	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/scorers/linux-arm-v7/mlfleet-scorer ./cmd/mlfleet-scorer
+	@ls -l $(BIN)/scorers/*/mlfleet-scorer | awk '{printf "scorer %s: %.1f MB\n", $$9, $$5/1048576}'
 
 # The whole test suite, as CI runs it (needs the Debian packages .ci/run installs).
 test: vet
@@ -35,6 +43,14 @@ vet:
 # Start the cloud on embedded defaults and walk through the main flow with the CLI.
 quickstart:
 	./scripts/quickstart.sh
+
+# The whole product on this machine: cloud, one edge device on containerd,
+# images v1 and v2, a service rolled out to v1 then v2, scoring with curl.
+demo:
+	./scripts/demo.sh up
+
+demo-down:
+	./scripts/demo.sh down
 
 clean:
 	rm -rf $(BIN)

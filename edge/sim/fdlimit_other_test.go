@@ -1,0 +1,5 @@
+//go:build !unix
+
+package sim
+
+func openFileLimit() uint64 { return 0 }
