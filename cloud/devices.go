@@ -567,100 +567,151 @@ func (s *Service) deviceByID(tx Tx, id string) (string, error) {
 // ErrRejected marks a device message that was refused (and counted).
 var ErrRejected = errors.New("device message rejected")
 
-// HandleDeviceMessage ingests one MQTT message from a device topic: reported
-// state, presence, desired-state requests and telemetry. Bad messages are
-// counted on the device and refused.
-func (s *Service) HandleDeviceMessage(ctx context.Context, topic string, payload []byte) error {
-	id, kind, err := twin.ParseTopic(topic)
+// DeviceMessage is one MQTT message from a device topic.
+type DeviceMessage struct {
+	Topic   string
+	Payload []byte
+}
+
+// decodedMessage is a device message after strict decoding.
+type decodedMessage struct {
+	id        string
+	kind      twin.Kind
+	err       error // the payload was refused
+	reported  twin.Reported
+	presence  twin.Presence
+	telemetry twin.Telemetry
+}
+
+func decodeDeviceMessage(m DeviceMessage) (*decodedMessage, error) {
+	id, kind, err := twin.ParseTopic(m.Topic)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrRejected, err)
+		return nil, fmt.Errorf("%w: %v", ErrRejected, err)
 	}
-	var (
-		reported  twin.Reported
-		presence  twin.Presence
-		request   twin.DesiredRequest
-		telemetry twin.Telemetry
-	)
+	d := &decodedMessage{id: id, kind: kind}
 	switch kind {
 	case twin.KindReported:
-		err = twin.Decode(payload, twin.MaxDocument, &reported, id)
+		d.err = twin.Decode(m.Payload, twin.MaxDocument, &d.reported, id)
 	case twin.KindPresence:
-		err = twin.Decode(payload, twin.MaxDocument, &presence, id)
+		d.err = twin.Decode(m.Payload, twin.MaxDocument, &d.presence, id)
 	case twin.KindDesiredGet:
-		err = twin.Decode(payload, twin.MaxDocument, &request, id)
+		var request twin.DesiredRequest
+		d.err = twin.Decode(m.Payload, twin.MaxDocument, &request, id)
 	case twin.KindTelemetry:
-		err = twin.Decode(payload, twin.MaxTelemetry, &telemetry, id)
+		d.err = twin.Decode(m.Payload, twin.MaxTelemetry, &d.telemetry, id)
 	default:
-		return nil // the cloud's own topics
+		return nil, nil // the cloud's own topics
 	}
-	var dev Device
-	var publish *twin.Desired
-	var ack *twin.TelemetryAck
+	return d, nil
+}
+
+// HandleDeviceMessage ingests one message from a device topic.
+func (s *Service) HandleDeviceMessage(ctx context.Context, topic string, payload []byte) error {
+	return s.HandleDeviceMessages(ctx, []DeviceMessage{{Topic: topic, Payload: payload}})[0]
+}
+
+// HandleDeviceMessages ingests messages from device topics (reported state,
+// presence, desired-state requests, telemetry) in one transaction: a fleet
+// reporting at once costs one disk sync per batch, not per message. Bad
+// messages are counted on their device and refused; the result holds one
+// error (or nil) per message.
+func (s *Service) HandleDeviceMessages(ctx context.Context, msgs []DeviceMessage) []error {
+	errs := make([]error, len(msgs))
+	decoded := make([]*decodedMessage, len(msgs))
+	for i, m := range msgs {
+		decoded[i], errs[i] = decodeDeviceMessage(m)
+	}
+	var publish []*twin.Desired
+	var acks []twin.TelemetryAck
 	kick := false
 	uerr := s.store.Update(ctx, func(tx Tx) error {
-		path, lerr := s.deviceByID(tx, id)
-		if lerr != nil {
-			return fmt.Errorf("%w: unknown device %q", ErrRejected, id)
-		}
-		if gerr := tx.Get(path, &dev); gerr != nil {
-			return gerr
-		}
-		now := s.now()
-		if err != nil {
-			dev.Rejected++
-			return tx.Put(path, &dev)
-		}
-		dev.LastSeen = &now
-		switch kind {
-		case twin.KindReported:
-			kick = true
-			if dev.Reported != nil && reported.Time.Before(dev.Reported.Time) {
-				dev.Rejected++ // an older report arriving late
-				break
+		publish, acks, kick = nil, nil, false
+		devs := map[string]*Device{} // the batch's devices, written once at the end
+		paths := map[string]string{}
+		for i, d := range decoded {
+			if d == nil {
+				continue
 			}
-			dev.Reported = &reported
-			dev.Online = true
-		case twin.KindPresence:
-			dev.Online = presence.Online
-		case twin.KindDesiredGet:
-			dev.Online = true
-			if dev.Desired != nil && dev.Desired.Version > 0 {
-				publish = dev.Desired
-			}
-		case twin.KindTelemetry:
-			dev.Online = true
-			if telemetry.Seq > dev.TelemetrySeq {
-				dev.TelemetrySeq = telemetry.Seq
-				dev.TelemetryDropped = telemetry.Dropped
-				if serr := s.storeTelemetry(tx, path, &telemetry); serr != nil {
-					return serr
+			dev := devs[d.id]
+			if dev == nil {
+				path, lerr := s.deviceByID(tx, d.id)
+				if lerr != nil {
+					errs[i] = fmt.Errorf("%w: unknown device %q", ErrRejected, d.id)
+					continue
 				}
+				dev = &Device{}
+				if err := tx.Get(path, dev); err != nil {
+					return err
+				}
+				devs[d.id], paths[d.id] = dev, path
 			}
-			// Acknowledge duplicates too: the device may have missed the ack.
-			ack = &twin.TelemetryAck{Protocol: twin.Protocol, Device: id, Seq: dev.TelemetrySeq}
+			now := s.now()
+			if d.err != nil {
+				dev.Rejected++
+				errs[i] = fmt.Errorf("%w: %v", ErrRejected, d.err)
+				continue
+			}
+			dev.LastSeen = &now
+			switch d.kind {
+			case twin.KindReported:
+				kick = true
+				if dev.Reported != nil && d.reported.Time.Before(dev.Reported.Time) {
+					dev.Rejected++ // an older report arriving late
+					break
+				}
+				r := d.reported
+				dev.Reported = &r
+				dev.Online = true
+			case twin.KindPresence:
+				dev.Online = d.presence.Online
+			case twin.KindDesiredGet:
+				dev.Online = true
+				if dev.Desired != nil && dev.Desired.Version > 0 {
+					publish = append(publish, dev.Desired)
+				}
+			case twin.KindTelemetry:
+				dev.Online = true
+				if d.telemetry.Seq > dev.TelemetrySeq {
+					dev.TelemetrySeq = d.telemetry.Seq
+					dev.TelemetryDropped = d.telemetry.Dropped
+					if err := s.storeTelemetry(tx, paths[d.id], &d.telemetry); err != nil {
+						return err
+					}
+				}
+				// Acknowledge duplicates too: the device may have missed the ack.
+				acks = append(acks, twin.TelemetryAck{Protocol: twin.Protocol, Device: d.id, Seq: dev.TelemetrySeq})
+			}
+			dev.UpdatedAt = now
 		}
-		dev.UpdatedAt = now
-		return tx.Put(path, &dev)
+		for id, dev := range devs {
+			if err := tx.Put(paths[id], dev); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if uerr != nil {
-		return uerr
-	}
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrRejected, err)
+		for i := range errs {
+			if errs[i] == nil && decoded[i] != nil {
+				errs[i] = uerr
+			}
+		}
+		return errs
 	}
 	bus, _ := s.deviceBus()
-	if bus != nil && ack != nil {
-		if perr := bus.PublishTelemetryAck(ctx, *ack); perr != nil {
-			slog.Warn("publish telemetry ack", "device", id, "err", perr)
+	for _, a := range acks {
+		if bus == nil {
+			break
+		}
+		if err := bus.PublishTelemetryAck(ctx, a); err != nil {
+			slog.Warn("publish telemetry ack", "device", a.Device, "err", err)
 		}
 	}
-	if publish != nil {
-		s.publishDesired(ctx, publish)
-	}
+	s.publishAll(ctx, publish)
 	if kick {
 		s.kickRollouts()
 	}
-	return nil
+	return errs
 }
 
 // storeTelemetry keeps a device's telemetry batch for the drift and metrics

@@ -176,8 +176,18 @@ func (s *Server) newMQTT() error {
 		}
 		s.svc.SetBrokerAccounts(acc)
 	}
-	bus, err := mqttbus.New(mqttbus.Config{URL: url, Username: user, Password: pass, Handler: s.svc.HandleDeviceMessage,
-		Logger: s.cfg.Logger})
+	bus, err := mqttbus.New(mqttbus.Config{URL: url, Username: user, Password: pass, Logger: s.cfg.Logger,
+		Handler: func(ctx context.Context, msgs []mqttbus.Message) {
+			in := make([]cloud.DeviceMessage, len(msgs))
+			for i, m := range msgs {
+				in[i] = cloud.DeviceMessage{Topic: m.Topic, Payload: m.Payload}
+			}
+			for i, err := range s.svc.HandleDeviceMessages(ctx, in) {
+				if err != nil {
+					s.cfg.Logger.Debug("device message refused", "topic", msgs[i].Topic, "err", err)
+				}
+			}
+		}})
 	if err != nil {
 		return err
 	}

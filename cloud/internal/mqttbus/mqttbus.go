@@ -18,8 +18,17 @@ import (
 	"github.com/mlfleet/mlfleet/shared/twin"
 )
 
-// Handler ingests one device message.
-type Handler func(ctx context.Context, topic string, payload []byte) error
+// Message is one message from a device topic.
+type Message struct {
+	Topic   string
+	Payload []byte
+}
+
+// Handler ingests a batch of device messages (in arrival order).
+type Handler func(ctx context.Context, msgs []Message)
+
+// maxBatch bounds how many messages one Handler call gets.
+const maxBatch = 1024
 
 // Config configures the client.
 type Config struct {
@@ -40,6 +49,9 @@ type Bus struct {
 	client paho.Client
 	ctx    context.Context
 	cancel context.CancelFunc
+	// in carries messages from paho's callback to the batcher; when it is
+	// full the callback blocks, which slows the broker down (backpressure).
+	in chan Message
 
 	closeOnce sync.Once
 }
@@ -65,11 +77,12 @@ func New(cfg Config) (*Bus, error) {
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 10 * time.Second
 	}
-	b := &Bus{cfg: cfg}
+	b := &Bus{cfg: cfg, in: make(chan Message, 16384)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	onMessage := func(_ paho.Client, m paho.Message) {
-		if err := cfg.Handler(b.ctx, m.Topic(), m.Payload()); err != nil {
-			cfg.Logger.Debug("device message refused", "topic", m.Topic(), "err", err)
+		select {
+		case b.in <- Message{Topic: m.Topic(), Payload: m.Payload()}:
+		case <-b.ctx.Done():
 		}
 	}
 	opts := paho.NewClientOptions().
@@ -99,9 +112,15 @@ func New(cfg Config) (*Bus, error) {
 	return b, nil
 }
 
-// Run connects (retrying until the broker answers) and stays connected until
-// ctx ends.
+// Run connects (retrying until the broker answers), feeds device messages to
+// the handler in batches, and stays connected until ctx ends.
 func (b *Bus) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.batch(ctx)
+	}()
+	defer func() { <-done }()
 	t := b.client.Connect()
 	select {
 	case <-t.Done():
@@ -112,6 +131,32 @@ func (b *Bus) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	return b.Close()
+}
+
+// batch hands messages to the handler: whatever has arrived, up to maxBatch
+// at a time, so a burst costs few store transactions.
+func (b *Bus) batch(ctx context.Context) {
+	buf := make([]Message, 0, maxBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.ctx.Done():
+			return
+		case m := <-b.in:
+			buf = append(buf[:0], m)
+		}
+	drain:
+		for len(buf) < maxBatch {
+			select {
+			case m := <-b.in:
+				buf = append(buf, m)
+			default:
+				break drain
+			}
+		}
+		b.cfg.Handler(ctx, buf)
+	}
 }
 
 // Connected reports whether the client is connected now.
