@@ -518,11 +518,81 @@ func (s *Service) publishDesired(ctx context.Context, d *twin.Desired) {
 		return
 	}
 	d = s.withPullCredentials(ctx, d, ep.Registry)
-	// The store holds the truth; a device that misses this gets it on its
-	// next DesiredRequest.
+	// The store holds the truth: a publish that fails is retried by
+	// RunDesiredRetries, and a device asks again on every reconnect.
 	if err := bus.PublishDesired(context.WithoutCancel(ctx), *d); err != nil {
-		slog.Warn("publish desired state", "device", d.Device, "version", d.Version, "err", err)
+		slog.Debug("publish desired state; will retry", "device", d.Device, "version", d.Version, "err", err)
+		s.devMu.Lock()
+		if s.unpublished == nil {
+			s.unpublished = map[string]bool{}
+		}
+		s.unpublished[d.Device] = true
+		s.devMu.Unlock()
 	}
+}
+
+// RunDesiredRetries republishes, every interval, the desired state of the
+// devices whose last publish failed (broker down, client reconnecting),
+// until ctx ends.
+func (s *Service) RunDesiredRetries(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		s.devMu.Lock()
+		ids := s.unpublished
+		s.unpublished = nil
+		s.devMu.Unlock()
+		if len(ids) > 0 {
+			s.republish(ctx, func(id string) bool { return ids[id] })
+		}
+	}
+}
+
+// RepublishAllDesired publishes every device's desired state again (the
+// cloud's MQTT client calls it on each connect: a broker that restarted may
+// have lost its retained messages, and publishes may have failed meanwhile).
+func (s *Service) RepublishAllDesired(ctx context.Context) {
+	s.republish(ctx, func(string) bool { return true })
+}
+
+func (s *Service) republish(ctx context.Context, want func(id string) bool) {
+	var desired []*twin.Desired
+	err := s.store.View(ctx, func(tx Tx) error {
+		var paths []string
+		_, err := tx.List("/devicecreds", 1, "", 0, func(raw []byte) error {
+			var c deviceCred
+			if err := json.Unmarshal(raw, &c); err != nil {
+				return err
+			}
+			if want(c.Path[strings.LastIndex(c.Path, "/")+1:]) {
+				paths = append(paths, c.Path)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, p := range paths {
+			var d Device
+			if err := tx.Get(p, &d); err != nil {
+				continue
+			}
+			if d.Desired != nil {
+				desired = append(desired, d.Desired)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		slog.Warn("republish desired states", "err", err)
+		return
+	}
+	s.publishAll(ctx, desired)
 }
 
 // pullTokenTTL is how long the registry credentials in a published desired

@@ -302,8 +302,9 @@ func (s *Service) ActOnRollout(ctx context.Context, sub, acct, service, id, acti
 			ro.State, ro.Message = RolloutRunning, ""
 		case action == ActionAbort && (ro.State == RolloutRunning || ro.State == RolloutPaused):
 			var err error
-			publish, err = s.revert(tx, &ro, RolloutAborted, "aborted by "+PrincipalFrom(ctx).User.Name)
-			return err
+			if publish, err = s.revert(tx, &ro, RolloutAborted, "aborted by "+PrincipalFrom(ctx).User.Name); err != nil {
+				return err
+			}
 		case action != ActionPause && action != ActionResume && action != ActionAbort:
 			return errclass.Invalid("action", "action %q is not pause, resume or abort", action)
 		default:

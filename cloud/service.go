@@ -39,6 +39,8 @@ type Service struct {
 	builder      ImageBuilder
 	registry     RegistryTarget
 	rolloutKick  chan struct{}
+	// unpublished are devices whose desired state failed to publish.
+	unpublished map[string]bool
 }
 
 // NewService makes a Service over a store and a blob store.

@@ -105,9 +105,10 @@ func newApp(env Env) (*app, *cobra.Command) {
 	a := &app{env: env}
 	root := &cobra.Command{
 		Use:   "mlfleet",
-		Short: "Manage models, manifests, devices and tenants of an mlfleet cloud",
+		Short: "Manage models, manifests, images, devices, services, rollouts and tenants of an mlfleet cloud",
 		Long: `mlfleet is the command line of an mlfleet cloud: it registers models, creates
-manifests, enrolls devices and sets what they run, and manages subscriptions,
+manifests, builds images, enrolls devices, deploys services to environments of
+devices through health-gated rollouts, and manages subscriptions,
 accounts, workspaces, projects, users, tokens and roles over the cloud's REST
 API.
 
@@ -135,6 +136,7 @@ the file; --cloud and --token override both.`,
 		a.subscriptionCmd(), a.accountCmd(), a.workspaceCmd(), a.projectCmd(),
 		a.userCmd(), a.tokenCmd(), a.roleCmd(),
 		a.modelCmd(), a.manifestCmd(), a.deviceCmd(), a.operationCmd(),
+		a.imageCmd(), a.environmentCmd(), a.serviceCmd(), a.rolloutCmd(),
 	)
 	root.InitDefaultHelpCmd()
 	for _, c := range root.Commands() {

@@ -38,6 +38,13 @@ type cloudHarness struct {
 // initialized admin, and stops it when the test ends.
 func startCloud(t *testing.T) *cloudHarness {
 	t.Helper()
+	return startCloudWithScorers(t, "")
+}
+
+// startCloudWithScorers is startCloud whose image builder uses the scorer
+// binaries in scorerDir ("": the server's default, none in tests).
+func startCloudWithScorers(t *testing.T, scorerDir string) *cloudHarness {
+	t.Helper()
 	dataDir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	tok, err := server.Init(ctx, dataDir, "admin", "admin@example.org", "")
@@ -45,7 +52,7 @@ func startCloud(t *testing.T) *cloudHarness {
 		cancel()
 		t.Fatalf("init cloud: %v", err)
 	}
-	srv, err := server.New(server.Config{DataDir: dataDir, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	srv, err := server.New(server.Config{DataDir: dataDir, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), ScorerDir: scorerDir})
 	if err != nil {
 		cancel()
 		t.Fatalf("new cloud: %v", err)

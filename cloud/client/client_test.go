@@ -285,6 +285,50 @@ func TestRequestsGolden(t *testing.T) {
 		func() error { _, err := c.ListOperations(ctx, "acme", "mm", ListOptions{}); return err },
 		func() error { _, err := c.GetOperation(ctx, "acme", "mm", "op/1"); return err },
 		func() error { _, err := c.WaitOperation(ctx, "acme", "mm", "op-2", time.Millisecond); return err },
+		func() error {
+			_, err := c.CreateImage(ctx, "acme", "mm", cloud.CreateImage{Name: "iris", Manifest: "iris:1", Tag: "v1"})
+			return err
+		},
+		func() error { _, err := c.ListImages(ctx, "acme", "mm", "iris", ListOptions{Limit: 3}); return err },
+		func() error { _, err := c.ListImageVersions(ctx, "acme", "mm", "iris", ListOptions{}); return err },
+		func() error { _, err := c.GetImage(ctx, "acme", "mm", "iris", 2); return err },
+		func() error { return c.DeleteImage(ctx, "acme", "mm", "iris", 2) },
+		func() error {
+			_, err := c.CreateEnvironment(ctx, "acme", "mm", EnvironmentCreate{Name: "paris", Selector: map[string]string{"site": "paris"}, Description: "shops"})
+			return err
+		},
+		func() error {
+			_, err := c.CreateEnvironment(ctx, "acme", "mm", EnvironmentCreate{Name: "lab", Device: "d-1"})
+			return err
+		},
+		func() error { _, err := c.ListEnvironments(ctx, "acme", "mm", ListOptions{}); return err },
+		func() error { _, err := c.GetEnvironment(ctx, "acme", "mm", "paris"); return err },
+		func() error { return c.DeleteEnvironment(ctx, "acme", "mm", "paris") },
+		func() error {
+			_, err := c.CreateService(ctx, "acme", "mm", cloud.CreateServiceRequest{Name: "iris", Environment: "paris", Image: "iris:2",
+				Port: 8080, Env: map[string]string{"LOG": "debug"},
+				Rollout: &cloud.RolloutSpec{Batches: []cloud.BatchSpec{{Percent: 10}, {Count: 5}}, SuccessThreshold: 0.9,
+					SoakSeconds: 300, DeviceTimeoutSeconds: 600, ErrorThreshold: 0.2, MaxUnavailable: 2}})
+			return err
+		},
+		func() error {
+			_, err := c.CreateService(ctx, "acme", "mm", cloud.CreateServiceRequest{Name: "min", Environment: "lab", Image: "iris:1"})
+			return err
+		},
+		func() error { _, err := c.ListServices(ctx, "acme", "mm", ListOptions{}); return err },
+		func() error { _, err := c.GetService(ctx, "acme", "mm", "iris"); return err },
+		func() error { return c.DeleteService(ctx, "acme", "mm", "iris") },
+		func() error {
+			_, err := c.StartRollout(ctx, "acme", "mm", "iris", cloud.RolloutRequest{Image: "iris:3",
+				RolloutSpec: cloud.RolloutSpec{Batches: []cloud.BatchSpec{{Count: 1}}, SoakSeconds: 60}})
+			return err
+		},
+		func() error { _, err := c.RollbackService(ctx, "acme", "mm", "iris"); return err },
+		func() error { _, err := c.ListRollouts(ctx, "acme", "mm", "iris", ListOptions{}); return err },
+		func() error { _, err := c.GetRollout(ctx, "acme", "mm", "iris", "000002"); return err },
+		func() error { _, err := c.PauseRollout(ctx, "acme", "mm", "iris", "000002"); return err },
+		func() error { _, err := c.ResumeRollout(ctx, "acme", "mm", "iris", "000002"); return err },
+		func() error { _, err := c.AbortRollout(ctx, "acme", "mm", "iris", "000002"); return err },
 	}
 	for i, call := range calls {
 		if err := call(); err != nil {

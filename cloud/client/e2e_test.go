@@ -35,6 +35,13 @@ func startCloud(t *testing.T) *client.Client {
 // that play a device's side through its service.
 func startCloudServer(t *testing.T) (*client.Client, *server.Server) {
 	t.Helper()
+	return startCloudWithScorers(t, "")
+}
+
+// startCloudWithScorers is startCloudServer whose image builder uses the
+// scorer binaries in scorerDir ("": the server's default, none in tests).
+func startCloudWithScorers(t *testing.T, scorerDir string) (*client.Client, *server.Server) {
+	t.Helper()
 	dataDir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	tok, err := server.Init(ctx, dataDir, "admin", "", "")
@@ -42,7 +49,7 @@ func startCloudServer(t *testing.T) (*client.Client, *server.Server) {
 		cancel()
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{DataDir: dataDir, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	srv, err := server.New(server.Config{DataDir: dataDir, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), ScorerDir: scorerDir})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

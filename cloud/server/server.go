@@ -177,6 +177,7 @@ func (s *Server) newMQTT() error {
 		s.svc.SetBrokerAccounts(acc)
 	}
 	bus, err := mqttbus.New(mqttbus.Config{URL: url, Username: user, Password: pass, Logger: s.cfg.Logger,
+		OnConnect: s.svc.RepublishAllDesired,
 		Handler: func(ctx context.Context, msgs []mqttbus.Message) {
 			in := make([]cloud.DeviceMessage, len(msgs))
 			for i, m := range msgs {
@@ -252,6 +253,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	background("operations", func(ctx context.Context) error { return s.svc.RunOperations(ctx, 2) })
 	background("rollouts", func(ctx context.Context) error { return s.svc.RunRollouts(ctx, s.cfg.RolloutTick) })
+	background("desired-state retries", func(ctx context.Context) error { return s.svc.RunDesiredRetries(ctx, 2*time.Second) })
 	if s.broker != nil {
 		background("mqtt broker", s.broker.Run)
 	}

@@ -38,7 +38,10 @@ type Config struct {
 	// ClientID is fixed so the broker keeps the session (default "mlfleet-cloud").
 	ClientID string
 	Handler  Handler
-	Logger   *slog.Logger
+	// OnConnect, if set, runs after every (re)connect, once subscribed (the
+	// cloud republishes desired states there).
+	OnConnect func(ctx context.Context)
+	Logger    *slog.Logger
 	// PublishTimeout bounds one publish (default 10s).
 	PublishTimeout time.Duration
 }
@@ -52,6 +55,8 @@ type Bus struct {
 	// in carries messages from paho's callback to the batcher; when it is
 	// full the callback blocks, which slows the broker down (backpressure).
 	in chan Message
+	// connected signals the Run loop that the client (re)connected.
+	connected chan struct{}
 
 	closeOnce sync.Once
 }
@@ -77,7 +82,7 @@ func New(cfg Config) (*Bus, error) {
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 10 * time.Second
 	}
-	b := &Bus{cfg: cfg, in: make(chan Message, 16384)}
+	b := &Bus{cfg: cfg, in: make(chan Message, 16384), connected: make(chan struct{}, 1)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	onMessage := func(_ paho.Client, m paho.Message) {
 		select {
@@ -104,6 +109,10 @@ func New(cfg Config) (*Bus, error) {
 			if t.WaitTimeout(cfg.PublishTimeout) && t.Error() != nil {
 				cfg.Logger.Error("subscribe to device topics", "err", t.Error())
 			}
+			select {
+			case b.connected <- struct{}{}:
+			default:
+			}
 		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			cfg.Logger.Warn("MQTT connection lost; reconnecting", "err", err)
@@ -121,6 +130,23 @@ func (b *Bus) Run(ctx context.Context) error {
 		b.batch(ctx)
 	}()
 	defer func() { <-done }()
+	onConnectDone := make(chan struct{})
+	go func() {
+		defer close(onConnectDone)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-b.ctx.Done():
+				return
+			case <-b.connected:
+				if b.cfg.OnConnect != nil {
+					b.cfg.OnConnect(ctx)
+				}
+			}
+		}
+	}()
+	defer func() { <-onConnectDone }()
 	t := b.client.Connect()
 	select {
 	case <-t.Done():
