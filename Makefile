@@ -6,7 +6,7 @@ export CGO_ENABLED ?= 0
 
 BINARIES := mlfleet mlfleet-cloud mlfleet-edge mlfleet-scorer
 
-.PHONY: all build scorers test test-short bench fmt vet quickstart demo demo-down clean $(BINARIES)
+.PHONY: all build scorers test test-short bench bench-ort fmt vet quickstart demo demo-down clean $(BINARIES)
 
 all: build
 
@@ -32,6 +32,11 @@ test-short:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+# The ONNX engine beside onnxruntime (cgo, through npm's onnxruntime-node CPU
+# library), one thread each, printed side by side.
+bench-ort:
+	CGO_ENABLED=1 MLFLEET_ORT_LIB=$$(bash examples/ortbench/setup.sh) $(GO) test -tags ort -run '^$$' -bench . -benchmem -count=1 ./examples/ortbench/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

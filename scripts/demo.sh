@@ -92,7 +92,7 @@ up() {
   run mlfleet-edge enroll --cloud "$url" --token "$token" --name demo-device --data-dir "$demo/edge"
   mlfleet-edge run --data-dir "$demo/edge" --gateway-addr 127.0.0.1:0 --containerd-address "$sock" --namespace mlfleet-demo >"$demo/edge.log" 2>&1 &
   echo $! >"$demo/edge.pid"
-  gw=$(wait_for "$demo/edge.log" 's/.*gateway[^ ]* addr=\([0-9.:]*\).*/\1/p')
+  gw=$(wait_for "$demo/edge.log" 's/.*msg="gateway listening" addr=\([0-9.:]*\).*/\1/p')
   echo "device gateway at http://$gw (log: $demo/edge.log)"
   run mlfleet device list
 
