@@ -51,7 +51,7 @@ var (
 )
 
 // scorers cross-compiles the real scorer for the image platforms.
-func scorers(t *testing.T) string {
+func scorers(t testing.TB) string {
 	t.Helper()
 	scorersOnce.Do(func() {
 		scorersDir, scorersErr = os.MkdirTemp("", "mlfleet-e2e-scorers")
