@@ -90,10 +90,12 @@ type ImageBuilder interface {
 	Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 }
 
-// RegistryTarget is where the cloud's embedded registry is reached.
+// RegistryTarget is where images are pushed: the cloud's embedded registry,
+// or an account's external one.
 type RegistryTarget struct {
 	Host     string // host:port
 	Insecure bool   // plain HTTP
+	external *ExternalRegistry
 }
 
 // SetImageBuilder wires the builder and the embedded registry.
@@ -109,6 +111,9 @@ type CreateImage struct {
 	// Manifest names the manifest version to build: "name:version".
 	Manifest string `json:"manifest"`
 	Tag      string `json:"tag,omitempty"`
+	// Registry names an external registry of the account to push to
+	// (default: the cloud's embedded registry).
+	Registry string `json:"registry,omitempty"`
 }
 
 func parseNameVersion(field, s string) (string, int, error) {
@@ -157,9 +162,19 @@ func (s *Service) CreateImage(ctx context.Context, sub, acct string, in CreateIm
 	}
 	var mf Manifest
 	var models []Model
+	var ext *ExternalRegistry
 	err = s.store.View(ctx, func(tx Tx) error {
 		if _, err := account(tx, sub, acct, ModelManagement); err != nil {
 			return err
+		}
+		if in.Registry != "" {
+			ext = &ExternalRegistry{}
+			if err := tx.Get(RegistryPath(sub, acct, in.Registry), ext); err != nil {
+				if errclass.Is(err, errclass.NotFound) {
+					return errclass.Invalid("registry", "registry %q is not configured in account %q", in.Registry, acct)
+				}
+				return err
+			}
 		}
 		if err := tx.Get(ManifestPath(sub, acct, mname, mver), &mf); err != nil {
 			if errclass.Is(err, errclass.NotFound) {
@@ -187,6 +202,13 @@ func (s *Service) CreateImage(ctx context.Context, sub, acct string, in CreateIm
 	}
 	repo := RepositoryOf(sub, acct, in.Name)
 	target.Host = strings.TrimSuffix(target.Host, "/")
+	if ext != nil {
+		repo = in.Name
+		if ext.Prefix != "" {
+			repo = ext.Prefix + "/" + in.Name
+		}
+		target = RegistryTarget{Host: ext.Host, Insecure: ext.Insecure, external: ext}
+	}
 	work := func(ctx context.Context, logf func(string, ...any)) (string, error) {
 		return s.buildImage(ctx, builder, target, repo, sub, acct, in, mf, models, logf)
 	}
@@ -216,11 +238,16 @@ func (s *Service) buildImage(ctx context.Context, builder ImageBuilder, target R
 		req.Models = append(req.Models, BuildFile{Name: spec.Models[i].Path, Path: path})
 		req.Labels[fmt.Sprintf("mlfleet.model.%d", i)] = fmt.Sprintf("%s:%d@%s", m.Name, m.Version, m.Digest)
 	}
-	// The builder pushes with a short-lived token valid for this repository only.
-	req.Username = "mlfleet-builder"
-	req.Password, _, err = s.registryToken(ctx, repo, "", true, time.Hour)
-	if err != nil {
-		return "", err
+	if target.external != nil {
+		req.Username, req.Password = target.external.Username, target.external.Password
+		logf("pushing to external registry %s (%s)", target.external.Name, target.Host)
+	} else {
+		// The builder pushes with a short-lived token valid for this repository only.
+		req.Username = "mlfleet-builder"
+		req.Password, _, err = s.registryToken(ctx, repo, "", true, time.Hour)
+		if err != nil {
+			return "", err
+		}
 	}
 	logf("building %s from manifest %s:%d (%d model file(s))", repo, mf.Name, mf.Version, len(models))
 	res, err := builder.Build(ctx, req)

@@ -73,7 +73,9 @@ func (b *builder) Build(ctx context.Context, req cloud.BuildRequest) (*cloud.Bui
 	spec := imagebuild.Spec{
 		Repository: req.Repository, Tag: req.Tag, Scorers: b.scorers, Manifest: req.Manifest, Base: req.Base,
 		Labels: req.Labels, Insecure: req.Insecure, Cache: b.cache, Log: req.Logf,
-		Auth: &authn.Basic{Username: req.Username, Password: req.Password},
+	}
+	if req.Username != "" || req.Password != "" {
+		spec.Auth = &authn.Basic{Username: req.Username, Password: req.Password}
 	}
 	for _, m := range req.Models {
 		spec.Models = append(spec.Models, imagebuild.File{Name: m.Name, Path: m.Path})

@@ -189,6 +189,10 @@ func matrixCases(tokenID string) []matrixCase {
 		{"GET", acP + "/services/:svc/rollouts", v1 + maA + "/services/svc/rollouts", "", false, 200, role(cloud.Reader, maA)},
 		{"GET", acP + "/services/:svc/rollouts/:id", v1 + maA + "/services/svc/rollouts/000001", "", false, 200, role(cloud.Reader, maA)},
 		{"POST", acP + "/services/:svc/rollouts/:id/:action", v1 + maA + "/services/svc/rollouts/000001/pause", "", false, 200, role(cloud.Contributor, maA)},
+		{"POST", acP + "/registries", v1 + maA + "/registries", `{"name":"harbor","host":"registry.example:5000","username":"u","password":"p"}`, false, 201, role(cloud.Contributor, maA)},
+		{"GET", acP + "/registries", v1 + maA + "/registries", "", false, 200, role(cloud.Reader, maA)},
+		{"GET", acP + "/registries/:name", v1 + maA + "/registries/ext", "", false, 200, role(cloud.Reader, maA)},
+		{"DELETE", acP + "/registries/:name", v1 + maA + "/registries/ext", "", false, 204, role(cloud.Contributor, maA)},
 		{"POST", acP + "/enrollmentTokens", v1 + maA + "/enrollmentTokens", `{"labels":{"site":"lab"}}`, false, 201, role(cloud.Contributor, maA)},
 		{"POST", v1 + "/enroll", v1 + "/enroll", `{"token":"@enroll","name":"pi-1"}`, false, 201, access{kind: "public"}},
 		{"GET", acP + "/devices", v1 + maA + "/devices?label=site=lab", "", false, 200, role(cloud.Reader, maA)},
@@ -248,6 +252,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		enrollToken = must[*cloud.EnrollmentToken](t)(e.svc.CreateEnrollmentToken(adminCtx(), "a", "ma", nil, 0)).Token
 		e.putImage("a", "ma", "img", 2)
 		e.putImage("a", "ma", "old", 1)
+		must[*cloud.ExternalRegistry](t)(e.svc.CreateRegistry(adminCtx(), "a", "ma", cloud.ExternalRegistry{Name: "ext", Host: "registry.example:5000", Username: "u", Password: "secret"}))
 		must[*cloud.Environment](t)(e.svc.CreateEnvironment(adminCtx(), "a", "ma", cloud.Environment{Name: "fleet", Selector: map[string]string{"site": "lab"}}))
 		must[*cloud.Environment](t)(e.svc.CreateEnvironment(adminCtx(), "a", "ma", cloud.Environment{Name: "spare", Selector: map[string]string{"site": "none"}}))
 		if _, _, err := e.svc.CreateService(adminCtx(), "a", "ma", cloud.CreateServiceRequest{Name: "svc", Environment: "fleet", Image: "img:1"}); err != nil {

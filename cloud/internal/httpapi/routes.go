@@ -500,6 +500,36 @@ func (a *API) register() {
 		return answer(c, 200)(s.ActOnRollout(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("svc"), c.Param("id"), c.Param("action")))
 	})
 
+	// External registries.
+	a.add(http.MethodPost, acP+"/registries", "Configure an external registry (its password is never returned)", "json", 201, func(c echo.Context) error {
+		var in struct {
+			Name     string `json:"name"`
+			Host     string `json:"host"`
+			Prefix   string `json:"prefix"`
+			Username string `json:"username"`
+			Password string `json:"password"`
+			Insecure bool   `json:"insecure"`
+		}
+		if err := decode(c, &in); err != nil {
+			return err
+		}
+		return answer(c, 201)(s.CreateRegistry(ctx(c), c.Param("sub"), c.Param("acct"), cloud.ExternalRegistry{
+			Name: in.Name, Host: in.Host, Prefix: in.Prefix, Username: in.Username, Password: in.Password, Insecure: in.Insecure}))
+	})
+	a.add(http.MethodGet, acP+"/registries", "List external registries", "", 200, func(c echo.Context) error {
+		o, err := listOptions(c)
+		if err != nil {
+			return err
+		}
+		return answer(c, 200)(s.ListRegistries(ctx(c), c.Param("sub"), c.Param("acct"), o))
+	})
+	a.add(http.MethodGet, acP+"/registries/:name", "Show an external registry", "", 200, func(c echo.Context) error {
+		return answer(c, 200)(s.GetRegistry(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("name")))
+	})
+	a.add(http.MethodDelete, acP+"/registries/:name", "Forget an external registry", "", 204, func(c echo.Context) error {
+		return noContent(c, s.DeleteRegistry(ctx(c), c.Param("sub"), c.Param("acct"), c.Param("name")))
+	})
+
 	// Devices.
 	a.add(http.MethodPost, acP+"/enrollmentTokens", "Create a one-time device enrollment token", "json", 201, func(c echo.Context) error {
 		var in struct {
