@@ -132,4 +132,3 @@ func (c *cloudUnderTest) waitOp(op cloud.Operation) cloud.Operation {
 	}
 	return op
 }
-
