@@ -8,14 +8,14 @@ import (
 // arena recycles tensor buffers between and within runs. One arena belongs to
 // one run at a time (sessions keep them in a sync.Pool).
 type arena struct {
-	free    map[bufKey][]any
+	free    map[uint64][]any // by bufKey
 	headers []*Tensor
 }
 
-type bufKey struct {
-	dt DType // storage type: Float16/BFloat16 share Float's
-	n  int
-}
+// bufKey is the free-list key of a buffer: its storage type (Float16 and
+// BFloat16 share Float's) and length, packed into an integer so that map
+// lookups take the fast path.
+func bufKey(dt DType, n int) uint64 { return uint64(n)<<32 | uint64(uint32(storageType(dt))) }
 
 func storageType(dt DType) DType {
 	if dt == Float16 || dt == BFloat16 {
@@ -24,7 +24,7 @@ func storageType(dt DType) DType {
 	return dt
 }
 
-func newArena() *arena { return &arena{free: map[bufKey][]any{}} }
+func newArena() *arena { return &arena{free: map[uint64][]any{}} }
 
 // MaxTensorElements bounds the size of any tensor a kernel allocates, so that
 // hostile shapes (a Range, Expand or ConstantOfShape fed from input data)
@@ -72,7 +72,7 @@ func (a *arena) alloc(dt DType, shape []int) *Tensor {
 	}
 	t.DType = dt
 	t.Shape = append(t.Shape, shape...)
-	key := bufKey{storageType(dt), n}
+	key := bufKey(dt, n)
 	if l := a.free[key]; len(l) > 0 {
 		d := l[len(l)-1]
 		l[len(l)-1] = nil
@@ -91,7 +91,7 @@ func (a *arena) release(t *Tensor) {
 	if t == nil || t.arena != a || t.Data == nil {
 		return
 	}
-	key := bufKey{storageType(t.DType), dataLen(t.Data)}
+	key := bufKey(t.DType, dataLen(t.Data))
 	a.free[key] = append(a.free[key], t.Data)
 	t.arena = nil
 	t.Data = nil

@@ -15,6 +15,10 @@
 //     attribute checks) and refuses unsupported operators naming the node.
 //     (*Session).Run is safe for concurrent use; intermediate buffers are
 //     recycled across runs through per-run arenas kept in a sync.Pool.
+//     Planning also fuses dense layers (MatMul -> Add of a constant bias ->
+//     optional Relu, and Gemm -> Relu) into single steps when the
+//     intermediate values have no other reader; fused steps give the
+//     unfused kernels' results bit for bit (fuse.go).
 //
 // Operators are registered in a table (Register, OpDef) keyed by domain, name
 // and first opset; the default domain's operators live in ops_*.go, the

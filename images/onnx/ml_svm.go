@@ -23,6 +23,7 @@ type svmCommon struct {
 	kernel               svmKernel
 	gamma, coef0, degree float64
 	sv                   []float64 // [nsv, f]
+	svT                  []float64 // RBF: sv transposed to [f, nsv], see prepare
 	nsv, f               int
 	post                 postTransform
 }
@@ -54,7 +55,7 @@ func (c *svmCommon) k(x, v []float64) float64 {
 			d := a - v[j]
 			s += d * d
 		}
-		return math.Exp(-c.gamma * s)
+		return fastExp(-c.gamma * s)
 	}
 	dot := 0.0
 	for j, a := range x {
@@ -67,6 +68,44 @@ func (c *svmCommon) k(x, v []float64) float64 {
 		return math.Tanh(c.gamma*dot + c.coef0)
 	}
 	return dot
+}
+
+// prepare stores the support vectors feature-major (svT[j*nsv+i] is
+// feature j of vector i) for kernels; call it once c.sv, c.nsv and c.f are set.
+func (c *svmCommon) prepare() {
+	if c.kernel != kRBF || c.nsv == 0 {
+		return
+	}
+	c.svT = make([]float64, len(c.sv))
+	transpose2D(c.svT, c.sv, c.nsv, c.f)
+}
+
+// kernels sets dst[i] to the kernel between x and support vector i0+i.
+// The RBF kernel walks the features in the outer loop (so the inner loop
+// runs over many independent vectors) and computes the exponentials of a
+// whole chunk at once with expInPlace.
+func (c *svmCommon) kernels(x []float64, i0 int, dst []float64) {
+	f := len(x)
+	if c.kernel != kRBF || c.svT == nil {
+		for i := range dst {
+			dst[i] = c.k(x, c.sv[(i0+i)*f:(i0+i+1)*f])
+		}
+		return
+	}
+	clear(dst)
+	for j, a := range x {
+		col := c.svT[j*c.nsv+i0:]
+		col = col[:len(dst)]
+		for i, v := range col {
+			d := a - v
+			dst[i] += d * d
+		}
+	}
+	g := -c.gamma
+	for i := range dst {
+		dst[i] *= g
+	}
+	expInPlace(dst)
 }
 
 func (c *svmCommon) input(t *Tensor) ([]float64, int, error) {
@@ -123,6 +162,7 @@ func buildSVMRegressor(b *NodeBuilder) (Kernel, error) {
 		}
 		checkLen(b, "coefficients", len(m.coef), int(nsv), "n_supports")
 		m.sv, m.nsv, m.f = sv, int(nsv), len(sv)/int(nsv)
+		m.prepare()
 	}
 	return m.run, b.Err()
 }
@@ -135,14 +175,22 @@ func (m *svmRegressor) run(rc *RunContext, in, out []*Tensor) error {
 	y := rc.Alloc(Float, []int{n, 1})
 	yd := y.Float32s()
 	var s [1]float64
+	var kern [64]float64 // kernel values of a chunk of support vectors
 	for r := 0; r < n; r++ {
 		xr := x[r*m.f : (r+1)*m.f]
 		v := m.rho
 		if m.linear {
 			v += m.k(xr, m.coef)
 		} else {
-			for i := 0; i < m.nsv; i++ {
-				v += m.coef[i] * m.k(xr, m.sv[i*m.f:(i+1)*m.f])
+			for i0 := 0; i0 < m.nsv; i0 += len(kern) {
+				i1 := min(i0+len(kern), m.nsv)
+				kc := kern[:i1-i0]
+				m.kernels(xr, i0, kc)
+				coef := m.coef[i0:i1]
+				coef = coef[:len(kc)]
+				for i, k := range kc {
+					v += coef[i] * k
+				}
 			}
 		}
 		if m.oneClass {
@@ -223,6 +271,7 @@ func buildSVMClassifier(b *NodeBuilder) (Kernel, error) {
 		return nil, b.Err()
 	}
 	m.sv, m.nsv, m.f = sv, nsv, len(sv)/nsv
+	m.prepare()
 	npairs := m.nc * (m.nc - 1) / 2
 	checkLen(b, "coefficients", len(m.coef), (m.nc-1)*nsv, "(classes-1) * support vectors")
 	checkLen(b, "rho", len(m.rho), npairs, "the class pairs")
@@ -273,9 +322,7 @@ func (m *svmClassifier) run(rc *RunContext, in, out []*Tensor) error {
 			storeFloats(sd[r*width:(r+1)*width], s)
 			continue
 		}
-		for i := 0; i < m.nsv; i++ {
-			kern[i] = m.k(xr, m.sv[i*m.f:(i+1)*m.f])
-		}
+		m.kernels(xr, 0, kern)
 		clear(votes)
 		p := 0
 		for i := 0; i < m.nc; i++ {

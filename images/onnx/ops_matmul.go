@@ -6,42 +6,178 @@ import (
 
 // MatMul and Gemm.
 
-// gemmF32 computes c[m,n] += a[m,k] * b[k,n] (row-major, contiguous) with an
-// i-k-j loop order so the inner loop streams rows of b and c, four rows of b
-// at a time to cut the loads and stores of c.
+// gemmF32 computes c[m,n] += a[m,k] * b[k,n] (row-major, contiguous). A b
+// of one or two columns (regression heads, binary scores) goes to
+// gemmSmallF32, which keeps its sums in registers; anything wider to
+// gemmStreamF32, which streams rows of b and c (BenchmarkGemm compares them).
 func gemmF32(m, n, k int, a, b, c []float32) {
 	if n == 0 {
 		return
 	}
-	for i := 0; i < m; i++ {
-		ci := c[i*n : i*n+n]
-		ai := a[i*k : i*k+k]
+	if n < 3 {
+		gemmSmallF32(m, n, k, a, b, c)
+		return
+	}
+	gemmStreamF32(m, n, k, a, b, c)
+}
+
+// gemmStreamF32 is gemmF32's kernel for b of 8 or more columns: rows of a
+// go in pairs, so each value of b loaded serves two rows, and the k
+// dimension four at a time (a group whose values of a are all zero is
+// skipped: activations after a Relu are often zero).
+func gemmStreamF32(m, n, k int, a, b, c []float32) {
+	i := 0
+	for ; i+2 <= m; i += 2 {
+		c0 := c[i*n : i*n+n]
+		c1 := c[(i+1)*n : (i+1)*n+n]
+		c1 = c1[:len(c0)]
+		x := a[i*k : i*k+k]
+		y := a[(i+1)*k : (i+1)*k+k]
+		y = y[:len(x)]
 		p := 0
 		for ; p+4 <= k; p += 4 {
-			a0, a1, a2, a3 := ai[p], ai[p+1], ai[p+2], ai[p+3]
-			if a0 == 0 && a1 == 0 && a2 == 0 && a3 == 0 {
+			x0, x1, x2, x3 := x[p], x[p+1], x[p+2], x[p+3]
+			y0, y1, y2, y3 := y[p], y[p+1], y[p+2], y[p+3]
+			if x0 == 0 && x1 == 0 && x2 == 0 && x3 == 0 && y0 == 0 && y1 == 0 && y2 == 0 && y3 == 0 {
 				continue
 			}
 			b0 := b[p*n : p*n+n]
 			b1 := b[(p+1)*n : (p+1)*n+n]
 			b2 := b[(p+2)*n : (p+2)*n+n]
 			b3 := b[(p+3)*n : (p+3)*n+n]
-			b1, b2, b3 = b1[:len(ci)], b2[:len(ci)], b3[:len(ci)]
-			b0 = b0[:len(ci)]
-			for j := range ci {
-				ci[j] += a0*b0[j] + a1*b1[j] + a2*b2[j] + a3*b3[j]
+			b1, b2, b3 = b1[:len(c0)], b2[:len(c0)], b3[:len(c0)]
+			b0 = b0[:len(c0)]
+			for j := range c0 {
+				v0, v1, v2, v3 := b0[j], b1[j], b2[j], b3[j]
+				c0[j] += x0*v0 + x1*v1 + x2*v2 + x3*v3
+				c1[j] += y0*v0 + y1*v1 + y2*v2 + y3*v3
 			}
 		}
 		for ; p < k; p++ {
-			av := ai[p]
-			if av == 0 {
+			xv, yv := x[p], y[p]
+			if xv == 0 && yv == 0 {
 				continue
 			}
 			bp := b[p*n : p*n+n]
-			bp = bp[:len(ci)]
-			for j := range ci {
-				ci[j] += av * bp[j]
+			bp = bp[:len(c0)]
+			for j := range c0 {
+				c0[j] += xv * bp[j]
+				c1[j] += yv * bp[j]
 			}
+		}
+	}
+	if i == m {
+		return
+	}
+	// The last, unpaired row.
+	ci := c[i*n : i*n+n]
+	ai := a[i*k : i*k+k]
+	p := 0
+	for ; p+4 <= k; p += 4 {
+		a0, a1, a2, a3 := ai[p], ai[p+1], ai[p+2], ai[p+3]
+		if a0 == 0 && a1 == 0 && a2 == 0 && a3 == 0 {
+			continue
+		}
+		b0 := b[p*n : p*n+n]
+		b1 := b[(p+1)*n : (p+1)*n+n]
+		b2 := b[(p+2)*n : (p+2)*n+n]
+		b3 := b[(p+3)*n : (p+3)*n+n]
+		b1, b2, b3 = b1[:len(ci)], b2[:len(ci)], b3[:len(ci)]
+		b0 = b0[:len(ci)]
+		for j := range ci {
+			ci[j] += a0*b0[j] + a1*b1[j] + a2*b2[j] + a3*b3[j]
+		}
+	}
+	for ; p < k; p++ {
+		av := ai[p]
+		if av == 0 {
+			continue
+		}
+		bp := b[p*n : p*n+n]
+		bp = bp[:len(ci)]
+		for j := range ci {
+			ci[j] += av * bp[j]
+		}
+	}
+}
+
+// gemmSmallF32 computes c[m,n] += a[m,k] * b[k,n] with a register-blocked
+// kernel: two rows of a by four columns of b accumulate in eight registers
+// over the whole of k, so c is loaded and stored once per element and each
+// loaded value of b serves two rows. Every output element is the plain
+// sequential sum over p of a[i,p]*b[p,j], added to c at the end.
+func gemmSmallF32(m, n, k int, a, b, c []float32) {
+	i := 0
+	for ; i+2 <= m; i += 2 {
+		a0 := a[i*k : i*k+k]
+		a1 := a[(i+1)*k : (i+1)*k+k]
+		a1 = a1[:len(a0)]
+		c0 := c[i*n : i*n+n]
+		c1 := c[(i+1)*n : (i+1)*n+n]
+		c1 = c1[:len(c0)]
+		j := 0
+		for ; j+4 <= n; j += 4 {
+			var s00, s01, s02, s03, s10, s11, s12, s13 float32
+			for p, x0 := range a0 {
+				x1 := a1[p]
+				bp := b[p*n+j : p*n+j+4]
+				b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
+				s00 += x0 * b0
+				s01 += x0 * b1
+				s02 += x0 * b2
+				s03 += x0 * b3
+				s10 += x1 * b0
+				s11 += x1 * b1
+				s12 += x1 * b2
+				s13 += x1 * b3
+			}
+			cc := c0[j : j+4]
+			cc[0] += s00
+			cc[1] += s01
+			cc[2] += s02
+			cc[3] += s03
+			cc = c1[j : j+4]
+			cc[0] += s10
+			cc[1] += s11
+			cc[2] += s12
+			cc[3] += s13
+		}
+		for ; j < n; j++ {
+			var s0, s1 float32
+			for p, x0 := range a0 {
+				bv := b[p*n+j]
+				s0 += x0 * bv
+				s1 += a1[p] * bv
+			}
+			c0[j] += s0
+			c1[j] += s1
+		}
+	}
+	if i < m {
+		a0 := a[i*k : i*k+k]
+		c0 := c[i*n : i*n+n]
+		j := 0
+		for ; j+4 <= n; j += 4 {
+			var s0, s1, s2, s3 float32
+			for p, x0 := range a0 {
+				bp := b[p*n+j : p*n+j+4]
+				s0 += x0 * bp[0]
+				s1 += x0 * bp[1]
+				s2 += x0 * bp[2]
+				s3 += x0 * bp[3]
+			}
+			cc := c0[j : j+4]
+			cc[0] += s0
+			cc[1] += s1
+			cc[2] += s2
+			cc[3] += s3
+		}
+		for ; j < n; j++ {
+			var s0 float32
+			for p, x0 := range a0 {
+				s0 += x0 * b[p*n+j]
+			}
+			c0[j] += s0
 		}
 	}
 }
@@ -217,11 +353,21 @@ func buildGemm(b *NodeBuilder) (Kernel, error) {
 				if err := checkBiasShape(o.Shape, C.Shape); err != nil {
 					return err
 				}
-				bcastRows(o.Shape, o.Shape, C.Shape, func(oo, ao, bo, n, as, bs int) {
-					for i := 0; i < n; i++ {
-						od[oo+i] += beta * cd[bo+i*bs]
+				if len(cd) == n && n > 0 && (len(C.Shape) == 1 || C.Shape[0] == 1) {
+					// A bias row, the common case: no per-row callback.
+					for r := 0; r < len(od); r += n {
+						row := od[r : r+n]
+						for j, v := range cd[:len(row)] {
+							row[j] += beta * v
+						}
 					}
-				})
+				} else {
+					bcastRows(o.Shape, o.Shape, C.Shape, func(oo, ao, bo, n, as, bs int) {
+						for i := 0; i < n; i++ {
+							od[oo+i] += beta * cd[bo+i*bs]
+						}
+					})
+				}
 			}
 		case []float64:
 			ad, bd := A.Data.([]float64), B.Data.([]float64)

@@ -287,18 +287,30 @@ func buildArg(isMax bool) func(b *NodeBuilder) (Kernel, error) {
 			oshape = append(oshape, x.Shape[ax+1:]...)
 			o := rc.Alloc(Int64, oshape)
 			od := o.Data.([]int64)
-			if x.DType.IsInt() {
-				iv, err := x.AsInt64s()
-				if err != nil {
-					return err
+			// The common types are compared in place; the rest are widened.
+			switch xd := x.Data.(type) {
+			case []float32:
+				argIndex(xd, od, outer, dim, inner, isMax, last)
+			case []float64:
+				argIndex(xd, od, outer, dim, inner, isMax, last)
+			case []int32:
+				argIndex(xd, od, outer, dim, inner, isMax, last)
+			case []int64:
+				argIndex(xd, od, outer, dim, inner, isMax, last)
+			default:
+				if x.DType.IsInt() {
+					iv, err := x.AsInt64s()
+					if err != nil {
+						return err
+					}
+					argIndex(iv, od, outer, dim, inner, isMax, last)
+				} else {
+					xv, err := x.AsFloat64s()
+					if err != nil {
+						return err
+					}
+					argIndex(xv, od, outer, dim, inner, isMax, last)
 				}
-				argIndex(iv, od, outer, dim, inner, isMax, last)
-			} else {
-				xv, err := x.AsFloat64s()
-				if err != nil {
-					return err
-				}
-				argIndex(xv, od, outer, dim, inner, isMax, last)
 			}
 			out[0] = o
 			return nil
@@ -306,7 +318,21 @@ func buildArg(isMax bool) func(b *NodeBuilder) (Kernel, error) {
 	}
 }
 
-func argIndex[T int64 | float64](xv []T, od []int64, outer, dim, inner int, isMax, last bool) {
+func argIndex[T float32 | float64 | int32 | int64](xv []T, od []int64, outer, dim, inner int, isMax, last bool) {
+	if inner == 1 && isMax && !last {
+		// ArgMax over contiguous rows, first index on ties.
+		for i := 0; i < outer; i++ {
+			row := xv[i*dim : i*dim+dim]
+			best, bv := 0, row[0]
+			for j, v := range row[1:] {
+				if v > bv {
+					best, bv = j+1, v
+				}
+			}
+			od[i] = int64(best)
+		}
+		return
+	}
 	for i := 0; i < outer; i++ {
 		for k := 0; k < inner; k++ {
 			best := 0
@@ -375,6 +401,10 @@ func buildSoftmax(kind softKind) func(b *NodeBuilder) (Kernel, error) {
 }
 
 func softmaxF32(kind softKind, x, o []float32, outer, dim, inner int) {
+	if kind == softMax && inner == 1 {
+		softmaxRowsF32(x, o, outer, dim)
+		return
+	}
 	for i := 0; i < outer; i++ {
 		for k := 0; k < inner; k++ {
 			base := i*dim*inner + k
@@ -393,7 +423,7 @@ func softmaxF32(kind softKind, x, o []float32, outer, dim, inner int) {
 			}
 			var sum float64
 			for j := 0; j < dim; j++ {
-				e := math.Exp(float64(x[base+j*inner] - mx))
+				e := fastExp(float64(x[base+j*inner] - mx))
 				sum += e
 				if kind == softMax {
 					o[base+j*inner] = float32(e)

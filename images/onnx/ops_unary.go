@@ -105,24 +105,44 @@ func sigmoid(x float64) float64 {
 	return e / (1 + e)
 }
 
+// reluF32 sets dst[i] = src[i] if it is above 0, else +0 (NaN and -0
+// included, as a v > 0 test gives); dst may be src. It works on the bits
+// without a data-dependent branch: reluMask32 keeps exactly the bit
+// patterns of +0 up to +Inf.
+func reluF32(dst, src []float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		b := math.Float32bits(v)
+		dst[i] = math.Float32frombits(b & reluMask32(b))
+	}
+}
+
+// reluMask32 is all ones if the float32 bits b are +0 to +Inf, else 0:
+// those are exactly the patterns 0 to 0x7f800000 (the sign set or a NaN's
+// mantissa make it larger), and the 64-bit subtraction is negative exactly
+// for them.
+func reluMask32(b uint32) uint32 { return uint32((int64(b) - 0x7f800001) >> 63) }
+
+// reluF64 is reluF32 for float64.
+func reluF64(dst, src []float64) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		var keep uint64
+		if v > 0 {
+			keep = ^uint64(0)
+		}
+		dst[i] = math.Float64frombits(math.Float64bits(v) & keep)
+	}
+}
+
 func relu(rc *RunContext, in, out []*Tensor) error {
 	x := in[0]
 	o := rc.AllocLike(x)
 	switch d := x.Data.(type) {
 	case []float32:
-		od := o.Data.([]float32)
-		for i, v := range d {
-			if v > 0 {
-				od[i] = v
-			}
-		}
+		reluF32(o.Data.([]float32), d)
 	case []float64:
-		od := o.Data.([]float64)
-		for i, v := range d {
-			if v > 0 {
-				od[i] = v
-			}
-		}
+		reluF64(o.Data.([]float64), d)
 	default:
 		v, err := x.AsInt64s()
 		if err != nil {

@@ -50,6 +50,7 @@ type Option func(*sessionConfig)
 
 type sessionConfig struct {
 	noFold  bool
+	noFuse  bool // tests: keep MatMul/Add/Relu chains as separate steps
 	maxLoop int
 }
 
@@ -93,6 +94,7 @@ type step struct {
 type runState struct {
 	vals []*Tensor
 	ar   *arena
+	rc   RunContext // reused by each run of the state
 	in   []*Tensor
 	out  []*Tensor
 }
@@ -345,14 +347,18 @@ func (s *Session) plan(g *Graph, cfg sessionConfig) error {
 		s.outputIDs = append(s.outputIDs, id)
 	}
 
+	keep := make([]bool, s.numVals)
+	for _, id := range s.outputIDs {
+		keep[id] = true
+	}
+	if !cfg.noFuse {
+		s.fuseDense(constOf, keep)
+	}
+
 	// Liveness: release each run-time value after its last use.
 	last := make([]int, s.numVals)
 	for i := range last {
 		last[i] = -1
-	}
-	keep := make([]bool, s.numVals)
-	for _, id := range s.outputIDs {
-		keep[id] = true
 	}
 	for si, st := range s.steps {
 		for _, id := range st.in {
@@ -635,7 +641,8 @@ func (s *Session) exec(ctx context.Context, args []*Tensor) (out []*Tensor, err 
 	for _, c := range s.consts {
 		st.vals[c.id] = c.t
 	}
-	rc := &RunContext{ctx: ctx, ar: st.ar}
+	st.rc = RunContext{ctx: ctx, ar: st.ar}
+	rc := &st.rc
 	var cur *step
 	defer func() {
 		if r := recover(); r != nil {
@@ -722,5 +729,6 @@ func (s *Session) recycle(st *runState) {
 	}
 	clear(st.in)
 	clear(st.out)
+	st.rc = RunContext{}
 	s.pool.Put(st)
 }
