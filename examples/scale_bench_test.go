@@ -78,6 +78,7 @@ func startCloudProcess(tb testing.TB) *cloudProcess {
 	}
 	tok, _ := os.ReadFile(filepath.Join(data, "admin.token"))
 	cmd := exec.Command(bin, "serve", "--data-dir", data, "--addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "MLFLEET_PPROF_ADDR="+os.Getenv("MLFLEET_BENCH_PPROF"))
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
@@ -203,8 +204,15 @@ func scaleRun(b *testing.B, n int) {
 		cpu1, hwm := procStat(b, c.cmd.Process.Pid)
 		st1 := fleet.Stats()
 		msgs := float64(st1.Sent+st1.Received-st0.Sent-st0.Received) / float64(n)
-		b.Logf("%d devices, %s: converged in %.1fs; cloud CPU %.1fs, peak RSS %.0f MB; %.1f MQTT messages per device",
-			n, what, secs, cpu1-cpu0, hwm, msgs)
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+		var rss []string
+		for _, line := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(line, "Rss") {
+				rss = append(rss, strings.Join(strings.Fields(line), " "))
+			}
+		}
+		b.Logf("%d devices, %s: converged in %.1fs; cloud CPU %.1fs, peak RSS %.0f MB (now: %s); %.1f MQTT messages per device",
+			n, what, secs, cpu1-cpu0, hwm, strings.Join(rss, ", "), msgs)
 		b.ReportMetric(cpu1-cpu0, strings.ReplaceAll(what, " ", "-")+"-cloud-cpu-s")
 		b.ReportMetric(hwm, "cloud-peak-RSS-MB")
 		b.ReportMetric(msgs, strings.ReplaceAll(what, " ", "-")+"-msgs/device")

@@ -176,7 +176,7 @@ func (s *Server) newMQTT() error {
 		}
 		s.svc.SetBrokerAccounts(acc)
 	}
-	bus, err := mqttbus.New(mqttbus.Config{URL: url, Username: user, Password: pass, Logger: s.cfg.Logger,
+	busCfg := mqttbus.Config{URL: url, Username: user, Password: pass, Logger: s.cfg.Logger,
 		OnConnect: s.svc.RepublishAllDesired,
 		Handler: func(ctx context.Context, msgs []mqttbus.Message) {
 			in := make([]cloud.DeviceMessage, len(msgs))
@@ -188,7 +188,14 @@ func (s *Server) newMQTT() error {
 					s.cfg.Logger.Debug("device message refused", "topic", msgs[i].Topic, "err", err)
 				}
 			}
-		}})
+		}}
+	var bus *mqttbus.Bus
+	var err error
+	if s.broker != nil {
+		bus, err = mqttbus.NewInline(s.broker, busCfg) // in process: no client queue, no TCP hop
+	} else {
+		bus, err = mqttbus.New(busCfg)
+	}
 	if err != nil {
 		return err
 	}

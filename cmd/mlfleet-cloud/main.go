@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -92,6 +94,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				return 2
 			}
 			mqttPass = strings.TrimSpace(string(b))
+		}
+		if addr := os.Getenv("MLFLEET_PPROF_ADDR"); addr != "" {
+			// Profiling for operators, on its own (loopback) listener.
+			go func() { _ = http.ListenAndServe(addr, nil) }()
 		}
 		var srv *server.Server
 		srv, err = server.New(server.Config{DataDir: *dataDir, Addr: *addr, MaxModelBytes: *maxModel,

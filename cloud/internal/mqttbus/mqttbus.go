@@ -46,10 +46,18 @@ type Config struct {
 	PublishTimeout time.Duration
 }
 
+// Inline is a broker the cloud runs in its own process: it publishes and
+// subscribes without a network client (the embedded broker).
+type Inline interface {
+	Publish(topic string, payload []byte, retain bool, qos byte) error
+	Subscribe(filter string, id int, fn func(topic string, payload []byte)) error
+}
+
 // Bus is a connected cloud client.
 type Bus struct {
 	cfg    Config
 	client paho.Client
+	inline Inline
 	ctx    context.Context
 	cancel context.CancelFunc
 	// in carries messages from paho's callback to the batcher; when it is
@@ -121,9 +129,23 @@ func New(cfg Config) (*Bus, error) {
 	return b, nil
 }
 
+// NewInline makes a Bus over a broker in the same process (cfg.URL unused).
+func NewInline(in Inline, cfg Config) (*Bus, error) {
+	cfg.URL = "inline"
+	b, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b.inline = in
+	return b, nil
+}
+
 // Run connects (retrying until the broker answers), feeds device messages to
 // the handler in batches, and stays connected until ctx ends.
 func (b *Bus) Run(ctx context.Context) error {
+	if b.inline != nil {
+		return b.runInline(ctx)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -159,6 +181,33 @@ func (b *Bus) Run(ctx context.Context) error {
 	return b.Close()
 }
 
+func (b *Bus) runInline(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.batch(ctx)
+	}()
+	defer func() { <-done }()
+	id := 1
+	for filter := range filters {
+		err := b.inline.Subscribe(filter, id, func(topic string, payload []byte) {
+			select {
+			case b.in <- Message{Topic: topic, Payload: append([]byte(nil), payload...)}:
+			case <-b.ctx.Done():
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("mqttbus: subscribe %s: %w", filter, err)
+		}
+		id++
+	}
+	if b.cfg.OnConnect != nil {
+		b.cfg.OnConnect(ctx)
+	}
+	<-ctx.Done()
+	return b.Close()
+}
+
 // batch hands messages to the handler: whatever has arrived, up to maxBatch
 // at a time, so a burst costs few store transactions.
 func (b *Bus) batch(ctx context.Context) {
@@ -186,13 +235,13 @@ func (b *Bus) batch(ctx context.Context) {
 }
 
 // Connected reports whether the client is connected now.
-func (b *Bus) Connected() bool { return b.client.IsConnectionOpen() }
+func (b *Bus) Connected() bool { return b.inline != nil || b.client.IsConnectionOpen() }
 
 // Close disconnects. It is idempotent.
 func (b *Bus) Close() error {
 	b.closeOnce.Do(func() {
 		b.cancel()
-		if b.client.IsConnected() {
+		if b.inline == nil && b.client.IsConnected() {
 			b.client.Disconnect(250)
 		}
 	})
@@ -203,6 +252,9 @@ func (b *Bus) publish(ctx context.Context, topic string, retained bool, v any) e
 	payload, err := twin.Encode(v)
 	if err != nil {
 		return err
+	}
+	if b.inline != nil {
+		return b.inline.Publish(topic, payload, retained, 1)
 	}
 	if !b.client.IsConnectionOpen() {
 		return fmt.Errorf("mqttbus: publish %s: not connected", topic)
