@@ -24,6 +24,17 @@ func NewRuntime(ctx context.Context, cfg edge.Config) (edge.Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("container runtime: %w", err)
 	}
+	// A daemon killed mid-pull leaves its pull lease (and the partial
+	// content it pins) behind: nothing of this daemon pulls yet, so every
+	// pull lease in its namespace is stale.
+	n, err := rt.DropStaleLeases(ctx)
+	if err != nil {
+		_ = rt.Close()
+		return nil, fmt.Errorf("container runtime: %w", err)
+	}
+	if n > 0 && cfg.Logger != nil {
+		cfg.Logger.Info("dropped stale pull leases", "count", n, "namespace", cfg.ContainerdNamespace)
+	}
 	return rt, nil
 }
 

@@ -12,8 +12,9 @@
 //
 // Routes live in an immutable table behind an atomic pointer: SetRoutes
 // swaps the whole table at once, so a request sees either the old backend or
-// the new one, never neither. Requests are proxied by one ReverseProxy over a
-// shared keep-alive Transport.
+// the new one, never neither. Each scorer has its own ReverseProxy (made
+// when its route appears, so a request allocates no routing state); all of
+// them share one keep-alive Transport and a pool of copy buffers.
 package gateway
 
 import (
@@ -28,6 +29,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -41,9 +43,15 @@ type Route struct {
 	Backend *url.URL
 }
 
+// scorer is one scorer and the proxy that reaches it.
+type scorer struct {
+	url   *url.URL
+	proxy *httputil.ReverseProxy
+}
+
 type table struct {
-	services map[string]*url.URL
-	models   map[string]*url.URL
+	services map[string]*scorer
+	models   map[string]*scorer
 }
 
 // Config configures a Gateway.
@@ -62,15 +70,29 @@ type Gateway struct {
 	key    []byte
 	log    *slog.Logger
 	routes atomic.Pointer[table]
-	proxy  *httputil.ReverseProxy
 	tr     http.RoundTripper
+	bufs   bufferPool
 }
 
-type ctxKey struct{}
+// bufferPool recycles the proxies' copy buffers (ReverseProxy otherwise
+// allocates 32 KiB per request).
+type bufferPool struct{ p sync.Pool }
 
-type target struct {
-	base *url.URL
-	path string
+const copyBufSize = 32 << 10
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, copyBufSize)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) != copyBufSize {
+		return
+	}
+	buf = buf[:copyBufSize]
+	b.p.Put(&buf)
 }
 
 // NewTransport returns the transport the gateway uses by default: keep-alive
@@ -99,43 +121,72 @@ func New(cfg Config) *Gateway {
 		g.tr = NewTransport()
 	}
 	g.routes.Store(&table{})
-	g.proxy = &httputil.ReverseProxy{
-		Transport:     g.tr,
-		FlushInterval: -1,
+	return g
+}
+
+// newBackend makes the proxy of one scorer. Every proxy shares the
+// gateway's transport (its keep-alive connections) and buffer pool.
+func (g *Gateway) newBackend(base *url.URL) *scorer {
+	return &scorer{url: base, proxy: &httputil.ReverseProxy{
+		Transport:  g.tr,
+		BufferPool: &g.bufs,
+		// Responses with a length are written once at the end; streamed
+		// ones (no length, text/event-stream) are flushed at once anyway.
+		FlushInterval: 0,
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			t := pr.In.Context().Value(ctxKey{}).(target)
-			pr.Out.URL.Scheme = t.base.Scheme
-			pr.Out.URL.Host = t.base.Host
-			pr.Out.URL.Path = t.path
+			pr.Out.URL.Scheme = base.Scheme
+			pr.Out.URL.Host = base.Host
+			pr.Out.URL.Path = backendPath(pr.In.URL.Path)
 			pr.Out.URL.RawPath = ""
-			pr.Out.Host = t.base.Host
+			pr.Out.Host = base.Host
 			pr.Out.Header.Del("Authorization") // the local key is not the scorer's business
 			pr.SetXForwarded()
 		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, context.Canceled) {
-				return
-			}
-			g.log.Warn("backend failed", "path", r.URL.Path, "err", err)
-			writeErr(w, r, http.StatusBadGateway, "bad_gateway", "backend failed: "+err.Error())
-		},
+		ErrorHandler: g.backendFailed,
+	}}
+}
+
+// backendPath maps a gateway path to the scorer's: /services/<name>/<rest>
+// becomes /<rest>; /v2/ paths are kept.
+func backendPath(p string) string {
+	if rest, ok := strings.CutPrefix(p, "/services/"); ok {
+		_, rest, _ = strings.Cut(rest, "/")
+		return "/" + rest
 	}
-	return g
+	return p
+}
+
+func (g *Gateway) backendFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	g.log.Warn("backend failed", "path", r.URL.Path, "err", err)
+	writeErr(w, r, http.StatusBadGateway, "bad_gateway", "backend failed: "+err.Error())
 }
 
 // SetRoutes replaces the route table atomically.
 func (g *Gateway) SetRoutes(routes []Route) {
-	t := &table{services: map[string]*url.URL{}, models: map[string]*url.URL{}}
+	t := &table{services: map[string]*scorer{}, models: map[string]*scorer{}}
+	old := g.routes.Load()
+	byURL := map[string]*scorer{}
+	for _, b := range old.services {
+		byURL[b.url.String()] = b // keep the proxies of unchanged backends
+	}
 	for _, r := range routes {
 		if r.Backend == nil {
 			continue
 		}
-		t.services[r.Service] = r.Backend
+		b, ok := byURL[r.Backend.String()]
+		if !ok {
+			b = g.newBackend(r.Backend)
+			byURL[r.Backend.String()] = b
+		}
+		t.services[r.Service] = b
 		model := r.Model
 		if model == "" {
 			model = r.Service
 		}
-		t.models[model] = r.Backend
+		t.models[model] = b
 	}
 	g.routes.Store(t)
 }
@@ -145,7 +196,7 @@ func (g *Gateway) Routes() map[string]string {
 	t := g.routes.Load()
 	out := make(map[string]string, len(t.services))
 	for k, v := range t.services {
-		out[k] = v.String()
+		out[k] = v.url.String()
 	}
 	return out
 }
@@ -180,29 +231,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case strings.HasPrefix(p, "/v2/models/"):
 		model, _, _ := strings.Cut(strings.TrimPrefix(p, "/v2/models/"), "/")
-		base, ok := t.models[model]
+		b, ok := t.models[model]
 		if !ok {
 			writeErr(w, r, http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("no service serves model %q", model))
 			return
 		}
-		g.forward(w, r, base, p)
+		b.proxy.ServeHTTP(w, r)
 		return
 	case strings.HasPrefix(p, "/services/"):
-		name, rest, _ := strings.Cut(strings.TrimPrefix(p, "/services/"), "/")
-		base, ok := t.services[name]
+		name, _, _ := strings.Cut(strings.TrimPrefix(p, "/services/"), "/")
+		b, ok := t.services[name]
 		if !ok {
 			writeErr(w, r, http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("service %q is not running here", name))
 			return
 		}
-		g.forward(w, r, base, "/"+rest)
+		b.proxy.ServeHTTP(w, r) // Rewrite maps the path with backendPath
 		return
 	}
 	writeErr(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %q", p))
-}
-
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, base *url.URL, path string) {
-	ctx := context.WithValue(r.Context(), ctxKey{}, target{base: base, path: path})
-	g.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
 func (g *Gateway) authorized(r *http.Request) bool {

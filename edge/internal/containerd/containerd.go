@@ -381,3 +381,26 @@ func ensureDir(path string) error {
 	}
 	return nil
 }
+
+// DropStaleLeases deletes the pull leases left in the namespace by a daemon
+// that died mid-pull (kill -9, power loss): a pull deletes its own lease when
+// it ends, so any pull lease found before this daemon pulls anything is
+// stale. Deleting them synchronously lets containerd collect the partial
+// content and snapshots they held. It returns how many it deleted. Call it
+// once at start, before any Pull.
+func (r *Runtime) DropStaleLeases(ctx context.Context) (int, error) {
+	ctx = r.ctx(ctx)
+	lm := r.client.LeasesService()
+	ls, err := lm.List(ctx, `labels."mlfleet.pull"`)
+	if err != nil {
+		return 0, classify(err, "list pull leases")
+	}
+	n := 0
+	for _, l := range ls {
+		if err := lm.Delete(ctx, l, leases.SynchronousDelete); err != nil && !isNotFound(err) {
+			return n, classify(err, "delete stale pull lease %s", l.ID)
+		}
+		n++
+	}
+	return n, nil
+}
