@@ -119,7 +119,8 @@ func TestSubscribeThenFetch(t *testing.T) {
 		t.Fatalf("broker saw %q, want %q", ev, want)
 	}
 	var req twin.DesiredRequest
-	if err := twin.Decode(b.received(twin.Topic(dev, twin.KindDesiredGet))[0].payload, twin.MaxDocument, &req, dev); err != nil || req.Have != 0 {
+	// The retained v3 may be accepted before the request is built: it holds 0 or 3.
+	if err := twin.Decode(b.received(twin.Topic(dev, twin.KindDesiredGet))[0].payload, twin.MaxDocument, &req, dev); err != nil || (req.Have != 0 && req.Have != 3) {
 		t.Fatalf("DesiredRequest = %+v, %v", req, err)
 	}
 	var pres twin.Presence
