@@ -6,7 +6,7 @@ export CGO_ENABLED ?= 0
 
 BINARIES := mlfleet mlfleet-cloud mlfleet-edge mlfleet-scorer
 
-.PHONY: all build scorers test test-short bench bench-ort fmt vet quickstart demo demo-down clean $(BINARIES)
+.PHONY: all build scorers test test-short bench bench-ort bench-crane fmt vet quickstart demo demo-down clean $(BINARIES)
 
 all: build
 
@@ -30,8 +30,14 @@ test: vet
 test-short:
 	$(GO) test -count=1 ./...
 
+# Every benchmark, then the side-by-side comparisons: the ONNX engine beside
+# onnxruntime, and the image builder beside crane append + crane push.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m $$($(GO) list ./... | grep -v /examples/ortbench)
+	$(MAKE) --no-print-directory bench-ort bench-crane
+
+bench-crane:
+	bash cloud/internal/imagebuild/testdata/crane_compare.sh --self
 
 # The ONNX engine beside onnxruntime (cgo, through npm's onnxruntime-node CPU
 # library), one thread each, printed side by side.
