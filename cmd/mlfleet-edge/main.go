@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +30,11 @@ import (
 const defaultDataDir = "/var/lib/mlfleet-edge"
 
 func main() {
+	// Devices are small: collect garbage at half the default heap growth
+	// unless the operator chose (GOGC, GOMEMLIMIT).
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
