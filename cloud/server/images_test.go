@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -140,6 +141,10 @@ func TestImageBuildPushAndIncrementalVersion(t *testing.T) {
 	if err := validate.Index(idx); err != nil {
 		t.Errorf("validate index: %v", err)
 	}
+	// And with the crane CLI itself.
+	if out, err := craneValidate(t, img.Reference, c.token); err != nil {
+		t.Errorf("crane validate: %v\n%s", err, out)
+	}
 	sizes := map[string]int64{}
 	for _, l := range img.Layers {
 		sizes[l.Kind] = l.Size
@@ -217,4 +222,46 @@ func mustScorers(t *testing.T) map[imagebuild.Platform]string {
 		t.Fatalf("scorers: %v %v", s, err)
 	}
 	return s
+}
+
+var (
+	craneOnce sync.Once
+	cranePath string
+	craneErr  error
+)
+
+// craneValidate runs `crane validate --remote` (go-containerregistry's CLI at
+// v0.22.1, installed once from the module proxy) with the given token.
+func craneValidate(t *testing.T, ref, token string) ([]byte, error) {
+	t.Helper()
+	craneOnce.Do(func() {
+		if p, err := exec.LookPath("crane"); err == nil {
+			cranePath = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "mlfleet-crane")
+		if err != nil {
+			craneErr = err
+			return
+		}
+		cmd := exec.Command("go", "install", "github.com/google/go-containerregistry/cmd/crane@v0.22.1")
+		cmd.Env = append(os.Environ(), "GOBIN="+dir, "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			craneErr = fmt.Errorf("go install crane: %v\n%s", err, out)
+			return
+		}
+		cranePath = dir + "/crane"
+	})
+	if craneErr != nil {
+		t.Fatal(craneErr)
+	}
+	cfg := t.TempDir()
+	host := ref[:strings.Index(ref, "/")]
+	auth := base64.StdEncoding.EncodeToString([]byte("x:" + token))
+	if err := os.WriteFile(cfg+"/config.json", []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(cranePath, "validate", "--insecure", "--remote", ref)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+cfg)
+	return cmd.CombinedOutput()
 }
