@@ -176,7 +176,7 @@ func TestRolloutSemantics(t *testing.T) {
 		c.json("POST", acctPath+"/environments", `{"name":"empty","selector":{"fleet":"none"}}`, 201, nil)
 		c.json("POST", acctPath+"/services", `{"name":"lonely","environment":"empty","image":"iris:1"}`, 409, nil)
 		c.json("DELETE", acctPath+"/images/iris/versions/1", "", 409, nil) // the service uses it
-		c.json("DELETE", acctPath+"/environments/sim", "", 409, nil)      // likewise
+		c.json("DELETE", acctPath+"/environments/sim", "", 409, nil)       // likewise
 	})
 
 	t.Run("batches and soak, then a second rollout at once is refused", func(t *testing.T) {
