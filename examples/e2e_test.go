@@ -108,15 +108,51 @@ func (c *cloudAPI) json(method, path, body string, want int, out any) {
 
 func startCloud(t *testing.T) *cloudAPI {
 	t.Helper()
+	return startCloudWith(t, func(*server.Config) {})
+}
+
+// startCloudOnMosquitto runs the cloud against a real mosquitto whose
+// password, ACL and config files the cloud writes.
+func startCloudOnMosquitto(t *testing.T) *cloudAPI {
+	t.Helper()
+	dir := t.TempDir()
+	mqttAddr := freeAddr(t)
+	mosq := filepath.Join(dir, "mosquitto")
+	pid := filepath.Join(dir, "mosquitto.pid")
+	persist := filepath.Join(dir, "persist") + "/"
+	os.MkdirAll(persist, 0o700)
+	conf := filepath.Join(dir, "mosquitto.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("user root\npid_file %s\npersistence_location %s\ninclude_dir %s\n", pid, persist, mosq)), 0o600)
+	c := startCloudWith(t, func(cfg *server.Config) {
+		cfg.MQTTURL, cfg.MQTTUser, cfg.MQTTPassword = "tcp://"+mqttAddr, "mlfleet-cloud", "cloud-secret"
+		cfg.MosquittoDir, cfg.MosquittoPIDFile = mosq, pid
+	}, func() {
+		// The cloud has written mosquitto's files: start it.
+		cmd := exec.Command("/usr/sbin/mosquitto", "-c", conf)
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("mosquitto (apt-get install mosquitto): %v", err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	})
+	return c
+}
+
+func startCloudWith(t *testing.T, configure func(*server.Config), beforeRun ...func()) *cloudAPI {
+	t.Helper()
 	dir := t.TempDir()
 	tok, err := server.Init(context.Background(), dir, "admin", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.New(server.Config{DataDir: dir, Addr: "127.0.0.1:0", ScorerDir: scorers(t), Logger: quiet})
+	cfg := server.Config{DataDir: dir, Addr: "127.0.0.1:0", ScorerDir: scorers(t), Logger: quiet}
+	configure(&cfg)
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range beforeRun {
+		f()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -260,8 +296,13 @@ func serviceStatus(d cloud.Device, name string) twin.ServiceStatus {
 // MQTT desired state, pull and run on containerd, score through the gateway,
 // update blue/green under load with zero failed requests, fail an update
 // (missing image) with the old version still serving, roll back, remove.
-func TestEndToEnd(t *testing.T) {
-	c := startCloud(t)
+func TestEndToEnd(t *testing.T) { endToEnd(t, startCloud(t)) }
+
+// TestEndToEndMosquitto runs the same flow with the cloud and the device on
+// Debian's mosquitto instead of the embedded broker.
+func TestEndToEndMosquitto(t *testing.T) { endToEnd(t, startCloudOnMosquitto(t)) }
+
+func endToEnd(t *testing.T, c *cloudAPI) {
 	v1 := c.image("iris", "testdata/iris_logreg.onnx")
 	v2 := c.image("iris", "testdata/iris_mlp.onnx")
 	d, gw := startEdge(t, c)
