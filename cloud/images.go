@@ -279,16 +279,7 @@ func (s *Service) buildImage(ctx context.Context, builder ImageBuilder, target R
 
 // ListImages lists an account's image versions, optionally of one name.
 func (s *Service) ListImages(ctx context.Context, sub, acct, name string, o ListOptions) (Page[Image], error) {
-	if _, err := authorize(ctx, AccountPath(sub, acct), Reader); err != nil {
-		return Page[Image]{}, err
-	}
-	if name != "" {
-		if err := manifest.CheckName("name", name); err != nil {
-			return Page[Image]{}, err
-		}
-		return list[Image](ctx, s, ImageVersionsPath(sub, acct, name), 1, o, nil)
-	}
-	return list[Image](ctx, s, AccountPath(sub, acct)+"/images", 3, o, nil)
+	return listVersions[Image](ctx, s, sub, acct, "images", name, o)
 }
 
 // GetImage reads one image version.
@@ -299,7 +290,26 @@ func (s *Service) GetImage(ctx context.Context, sub, acct, name string, v int) (
 // DeleteImage deletes an image version's record; refused while a service
 // uses it. (The registry keeps the blobs; its garbage collection reclaims them.)
 func (s *Service) DeleteImage(ctx context.Context, sub, acct, name string, v int) error {
-	path := ImagePath(sub, acct, name, v)
+	return s.deleteUnused(ctx, ImagePath(sub, acct, name, v), fmt.Sprintf("image %s version %d", name, v))
+}
+
+// listVersions lists the versions of one name of a versioned collection
+// (models, manifests, images) of an account, or of every name.
+func listVersions[T any](ctx context.Context, s *Service, sub, acct, collection, name string, o ListOptions) (Page[T], error) {
+	if _, err := authorize(ctx, AccountPath(sub, acct), Reader); err != nil {
+		return Page[T]{}, err
+	}
+	if name != "" {
+		if err := manifest.CheckName("name", name); err != nil {
+			return Page[T]{}, err
+		}
+		return list[T](ctx, s, AccountPath(sub, acct)+"/"+collection+"/"+name+"/versions", 1, o, nil)
+	}
+	return list[T](ctx, s, AccountPath(sub, acct)+"/"+collection, 3, o, nil)
+}
+
+// deleteUnused deletes the resource at path unless something refers to it.
+func (s *Service) deleteUnused(ctx context.Context, path, what string) error {
 	if _, err := authorize(ctx, path, Contributor); err != nil {
 		return err
 	}
@@ -309,7 +319,7 @@ func (s *Service) DeleteImage(ctx context.Context, sub, acct, name string, v int
 			return err
 		}
 		if len(users) > 0 {
-			return errclass.Conflictf("image %s version %d is used by %s", name, v, strings.Join(users, ", "))
+			return errclass.Conflictf("%s is used by %s; delete those first", what, strings.Join(users, ", "))
 		}
 		return tx.Delete(path)
 	})

@@ -152,16 +152,7 @@ func (s *Service) RegisterModel(ctx context.Context, in RegisterModel) (*Model, 
 
 // ListModels lists every model version of an account, optionally of one name.
 func (s *Service) ListModels(ctx context.Context, sub, acct, name string, o ListOptions) (Page[Model], error) {
-	if _, err := authorize(ctx, AccountPath(sub, acct), Reader); err != nil {
-		return Page[Model]{}, err
-	}
-	if name != "" {
-		if err := manifest.CheckName("name", name); err != nil {
-			return Page[Model]{}, err
-		}
-		return list[Model](ctx, s, ModelVersionsPath(sub, acct, name), 1, o, nil)
-	}
-	return list[Model](ctx, s, AccountPath(sub, acct)+"/models", 3, o, nil)
+	return listVersions[Model](ctx, s, sub, acct, "models", name, o)
 }
 
 // GetModel reads one model version.
@@ -402,16 +393,7 @@ func schemaEmpty(raw json.RawMessage) bool {
 
 // ListManifests lists manifest versions of an account, optionally of one name.
 func (s *Service) ListManifests(ctx context.Context, sub, acct, name string, o ListOptions) (Page[Manifest], error) {
-	if _, err := authorize(ctx, AccountPath(sub, acct), Reader); err != nil {
-		return Page[Manifest]{}, err
-	}
-	if name != "" {
-		if err := manifest.CheckName("name", name); err != nil {
-			return Page[Manifest]{}, err
-		}
-		return list[Manifest](ctx, s, ManifestVersionsPath(sub, acct, name), 1, o, nil)
-	}
-	return list[Manifest](ctx, s, AccountPath(sub, acct)+"/manifests", 3, o, nil)
+	return listVersions[Manifest](ctx, s, sub, acct, "manifests", name, o)
 }
 
 // GetManifest reads one manifest version.
@@ -419,20 +401,8 @@ func (s *Service) GetManifest(ctx context.Context, sub, acct, name string, v int
 	return get[Manifest](ctx, s, ManifestPath(sub, acct, name, v), Reader)
 }
 
-// DeleteManifest deletes a manifest version (and its references to models).
+// DeleteManifest deletes a manifest version (and its references to models);
+// refused while an image was built from it.
 func (s *Service) DeleteManifest(ctx context.Context, sub, acct, name string, v int) error {
-	path := ManifestPath(sub, acct, name, v)
-	if _, err := authorize(ctx, path, Contributor); err != nil {
-		return err
-	}
-	return s.store.Update(ctx, func(tx Tx) error {
-		users, err := tx.Referrers(path, 3)
-		if err != nil {
-			return err
-		}
-		if len(users) > 0 {
-			return errclass.Conflictf("manifest %s version %d is used by %s", name, v, strings.Join(users, ", "))
-		}
-		return tx.Delete(path)
-	})
+	return s.deleteUnused(ctx, ManifestPath(sub, acct, name, v), fmt.Sprintf("manifest %s version %d", name, v))
 }

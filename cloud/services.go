@@ -122,20 +122,7 @@ func (s *Service) GetEnvironment(ctx context.Context, sub, acct, name string) (*
 
 // DeleteEnvironment deletes an environment no service uses.
 func (s *Service) DeleteEnvironment(ctx context.Context, sub, acct, name string) error {
-	path := EnvironmentPath(sub, acct, name)
-	if _, err := authorize(ctx, path, Contributor); err != nil {
-		return err
-	}
-	return s.store.Update(ctx, func(tx Tx) error {
-		users, err := tx.Referrers(path, 3)
-		if err != nil {
-			return err
-		}
-		if len(users) > 0 {
-			return errclass.Conflictf("environment %s is used by %s", name, strings.Join(users, ", "))
-		}
-		return tx.Delete(path)
-	})
+	return s.deleteUnused(ctx, EnvironmentPath(sub, acct, name), "environment "+name)
 }
 
 // members lists the devices of an environment, sorted by id.
