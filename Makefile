@@ -18,9 +18,9 @@ $(BINARIES):
 # The scorer for every image platform, where mlfleet-cloud looks for them
 # (bin/scorers beside bin/mlfleet-cloud): static, stripped.
 scorers:
-	GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/scorers/linux-amd64/mlfleet-scorer ./cmd/mlfleet-scorer
-	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/scorers/linux-arm64/mlfleet-scorer ./cmd/mlfleet-scorer
-	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/scorers/linux-arm-v7/mlfleet-scorer ./cmd/mlfleet-scorer
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/scorers/linux-amd64/mlfleet-scorer ./cmd/mlfleet-scorer
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/scorers/linux-arm64/mlfleet-scorer ./cmd/mlfleet-scorer
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/scorers/linux-arm-v7/mlfleet-scorer ./cmd/mlfleet-scorer
 	@ls -l $(BIN)/scorers/*/mlfleet-scorer | awk '{printf "scorer %s: %.1f MB\n", $$9, $$5/1048576}'
 
 # The whole test suite, as CI runs it (needs the Debian packages .ci/run installs).
