@@ -169,32 +169,7 @@ and returns (follow it with 'mlfleet operation show ID').`,
 		return imageTable.print(a.env.Stdout, *cout, []cloud.Image{*img}, true)
 	})
 
-	list := &cobra.Command{
-		Use:   "list [NAME]",
-		Short: "List image versions (of image NAME only, if given)",
-		Example: `  mlfleet image list
-  mlfleet image list iris -o json`,
-		Args: cobra.MaximumNArgs(1),
-	}
-	lout := addOutput(list)
-	list.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		if err := checkFormat(*lout); err != nil {
-			return err
-		}
-		c, cfg, err := a.scope(needAcct)
-		if err != nil {
-			return err
-		}
-		name := ""
-		if len(args) == 1 {
-			name = args[0]
-		}
-		imgs, err := c.ListAllImages(cmd.Context(), cfg.Subscription, cfg.Account, name)
-		if err != nil {
-			return fmt.Errorf("list images: %w", err)
-		}
-		return imageTable.print(a.env.Stdout, *lout, imgs, false)
-	})
+	list := listVersionsCmd(a, "image", imageTable, (*client.Client).ListAllImages)
 
 	show := &cobra.Command{
 		Use:   "show NAME[:VERSION]",

@@ -149,32 +149,7 @@ func (a *app) manifestCmd() *cobra.Command {
 		return manifestTable.print(a.env.Stdout, *cout, []cloud.Manifest{*out}, true)
 	})
 
-	list := &cobra.Command{
-		Use:   "list [NAME]",
-		Short: "List manifest versions (of manifest NAME only, if given)",
-		Example: `  mlfleet manifest list
-  mlfleet manifest list iris -o json`,
-		Args: cobra.MaximumNArgs(1),
-	}
-	lout := addOutput(list)
-	list.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		if err := checkFormat(*lout); err != nil {
-			return err
-		}
-		c, cfg, err := a.scope(needAcct)
-		if err != nil {
-			return err
-		}
-		name := ""
-		if len(args) == 1 {
-			name = args[0]
-		}
-		ms, err := c.ListAllManifests(cmd.Context(), cfg.Subscription, cfg.Account, name)
-		if err != nil {
-			return fmt.Errorf("list manifests: %w", err)
-		}
-		return manifestTable.print(a.env.Stdout, *lout, ms, false)
-	})
+	list := listVersionsCmd(a, "manifest", manifestTable, (*client.Client).ListAllManifests)
 
 	show := &cobra.Command{
 		Use:   "show NAME[:VERSION]",

@@ -185,32 +185,7 @@ func (a *app) modelCmd() *cobra.Command {
 		return modelTable.print(a.env.Stdout, *rout, []cloud.Model{*m}, true)
 	})
 
-	list := &cobra.Command{
-		Use:   "list [NAME]",
-		Short: "List model versions (of model NAME only, if given)",
-		Example: `  mlfleet model list
-  mlfleet model list iris -o json`,
-		Args: cobra.MaximumNArgs(1),
-	}
-	lout := addOutput(list)
-	list.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		if err := checkFormat(*lout); err != nil {
-			return err
-		}
-		c, cfg, err := a.scope(needAcct)
-		if err != nil {
-			return err
-		}
-		name := ""
-		if len(args) == 1 {
-			name = args[0]
-		}
-		ms, err := c.ListAllModels(cmd.Context(), cfg.Subscription, cfg.Account, name)
-		if err != nil {
-			return fmt.Errorf("list models: %w", err)
-		}
-		return modelTable.print(a.env.Stdout, *lout, ms, false)
-	})
+	list := listVersionsCmd(a, "model", modelTable, (*client.Client).ListAllModels)
 
 	show := &cobra.Command{
 		Use:   "show NAME[:VERSION]",

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mlfleet/mlfleet/cloud"
+	"github.com/mlfleet/mlfleet/cloud/client"
 )
 
 // Output formats of -o.
@@ -199,3 +201,35 @@ var (
 		},
 	}
 )
+
+// listVersionsCmd makes "<kind> list [NAME]" for a versioned resource
+// (models, manifests, images): every version, or NAME's only.
+func listVersionsCmd[T any](a *app, kind string, table tabular[T],
+	listAll func(c *client.Client, ctx context.Context, sub, acct, name string) ([]T, error)) *cobra.Command {
+	list := &cobra.Command{
+		Use:     "list [NAME]",
+		Short:   fmt.Sprintf("List %s versions (of %s NAME only, if given)", kind, kind),
+		Example: fmt.Sprintf("  mlfleet %s list\n  mlfleet %s list iris -o json", kind, kind),
+		Args:    cobra.MaximumNArgs(1),
+	}
+	out := addOutput(list)
+	list.RunE = a.run(func(cmd *cobra.Command, args []string) error {
+		if err := checkFormat(*out); err != nil {
+			return err
+		}
+		c, cfg, err := a.scope(needAcct)
+		if err != nil {
+			return err
+		}
+		name := ""
+		if len(args) == 1 {
+			name = args[0]
+		}
+		items, err := listAll(c, cmd.Context(), cfg.Subscription, cfg.Account, name)
+		if err != nil {
+			return fmt.Errorf("list %ss: %w", kind, err)
+		}
+		return table.print(a.env.Stdout, *out, items, false)
+	})
+	return list
+}
