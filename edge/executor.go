@@ -184,7 +184,7 @@ func (e *Executor) deploy(ctx context.Context, a Action) error {
 		return err
 	}
 	if err := e.Runtime.Pull(ctx, spec.Image, spec.Pull); err != nil {
-		return e.fail(ctx, st, spec, "", fmt.Errorf("pull %s: %w", spec.Image, err))
+		return e.fail(ctx, st, spec, "", err) // the runtime names the image in its errors
 	}
 	port, err := e.freePort()
 	if err != nil {

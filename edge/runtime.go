@@ -20,7 +20,7 @@ type Runtime interface {
 	// Pull fetches the image (a reference pinned by digest) for the host's
 	// platform, with auth if not nil. A failed or cancelled pull leaves no
 	// lease or partial content behind. Pulling an image already present is
-	// cheap.
+	// cheap. Errors name the image (they are reported to the cloud as is).
 	Pull(ctx context.Context, image string, auth *twin.PullAuth) error
 	// HasImage reports whether the image is present locally.
 	HasImage(ctx context.Context, image string) (bool, error)
