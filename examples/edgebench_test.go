@@ -220,12 +220,9 @@ func BenchmarkEdge(b *testing.B) {
 	})
 }
 
-// TestEdgeFigures logs the edge figures (run with -v; skipped otherwise).
-// Goals are checked by reading, not asserted: timing belongs in benchmarks.
-func TestEdgeFigures(t *testing.T) {
-	if !testing.Verbose() {
-		t.Skip("figures are printed with -v")
-	}
+// BenchmarkEdgeFigures logs the edge figures (run with -benchtime 1x -v).
+// Goals are checked by reading, not asserted.
+func BenchmarkEdgeFigures(t *testing.B) {
 	f := newEdgeFixture(t)
 	t.Logf("stripped mlfleet-edge binary: %.1f MB (goal < 35 MB)", f.binaryMB(t))
 	rss, hwm := f.idleMemoryMB(t, 3*time.Second)

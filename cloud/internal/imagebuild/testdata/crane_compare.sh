@@ -11,7 +11,7 @@
 #   crane_compare.sh --self
 #       starts `crane registry serve` on a free loopback port, exports the
 #       layers of a 1-platform image (8 MB scorer, ${IMAGEBUILD_MODEL_MB:-100}
-#       MB random model, manifest) with the package's TestCraneCompare, times
+#       MB random model, manifest) with the package's BenchmarkCraneCompare, times
 #       imagebuild.Build pushing them, then times crane as above.
 #
 # crane is installed at v0.22.1 into a temporary GOBIN unless $CRANE names
@@ -66,7 +66,7 @@ if [[ "${1:-}" == "--self" ]]; then
 	start_registry
 	mkdir -p "$work/layers"
 	(cd "$here" && IMAGEBUILD_EXPORT_DIR="$work/layers" IMAGEBUILD_REGISTRY="$registry" \
-		go test -count=1 -run '^TestCraneCompare$' . -v | grep -E '^(MLFLEET|--- FAIL|FAIL)' || true)
+		go test -count=1 -run '^$' -bench '^BenchmarkCraneCompare$' -benchtime 1x . -v | grep -E '^(MLFLEET|--- FAIL|FAIL)' || true)
 	set -- "$registry" "$work"/layers/*.tar
 fi
 
