@@ -248,10 +248,12 @@ func TestFleetOfflineAndBack(t *testing.T) {
 	if p, ok := b.presence(off); !ok || !p.Online {
 		t.Errorf("presence after reconnect = %+v", p)
 	}
-	st := f.Stats()
-	if st.PerDevice[0].Connects != 2 || st.Online != len(ids) {
-		t.Errorf("stats after reconnect: %+v", st.PerDevice[0])
-	}
+	// The session's counters are updated just after its reports go out.
+	var st Stats
+	eventually(t, 5*time.Second, func() string { return fmt.Sprintf("stats after reconnect: %+v", st.PerDevice[0]) }, func() bool {
+		st = f.Stats()
+		return st.PerDevice[0].Connects == 2 && st.Online == len(ids)
+	})
 	if err := f.SetOnline("no-such-device", false); !errclass.Is(err, errclass.NotFound) {
 		t.Errorf("SetOnline(unknown) = %v, want not found", err)
 	}
