@@ -20,6 +20,9 @@ func NewRuntime(ctx context.Context, cfg edge.Config) (edge.Runtime, error) {
 		Address:   cfg.ContainerdAddress,
 		Namespace: cfg.ContainerdNamespace,
 		StateDir:  cfg.DataDir,
+		// Refuse to start a pull with less than this free where images
+		// live, rather than fill the device's disk.
+		MinFreeBytes: 128 << 20,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("container runtime: %w", err)
