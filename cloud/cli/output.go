@@ -233,3 +233,26 @@ func listVersionsCmd[T any](a *app, kind string, table tabular[T],
 	})
 	return list
 }
+
+// listAccountCmd makes a "list" command for a resource of the account in
+// scope (environments, services).
+func listAccountCmd[T any](a *app, short string, table tabular[T],
+	listAll func(c *client.Client, ctx context.Context, sub, acct string) ([]T, error), example string) *cobra.Command {
+	list := &cobra.Command{Use: "list", Short: short, Example: example, Args: cobra.NoArgs}
+	out := addOutput(list)
+	list.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
+		if err := checkFormat(*out); err != nil {
+			return err
+		}
+		c, cfg, err := a.scope(needAcct)
+		if err != nil {
+			return err
+		}
+		items, err := listAll(c, cmd.Context(), cfg.Subscription, cfg.Account)
+		if err != nil {
+			return fmt.Errorf("%s: %w", strings.ToLower(short), err)
+		}
+		return table.print(a.env.Stdout, *out, items, false)
+	})
+	return list
+}

@@ -128,22 +128,7 @@ func (a *app) environmentCmd() *cobra.Command {
 		return environmentTable.print(a.env.Stdout, *cout, []cloud.Environment{*e}, true)
 	})
 
-	list := &cobra.Command{Use: "list", Short: "List environments", Example: `  mlfleet environment list -o json`, Args: cobra.NoArgs}
-	lout := addOutput(list)
-	list.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
-		if err := checkFormat(*lout); err != nil {
-			return err
-		}
-		c, cfg, err := a.scope(needAcct)
-		if err != nil {
-			return err
-		}
-		es, err := c.ListAllEnvironments(cmd.Context(), cfg.Subscription, cfg.Account)
-		if err != nil {
-			return fmt.Errorf("list environments: %w", err)
-		}
-		return environmentTable.print(a.env.Stdout, *lout, es, false)
-	})
+	list := listAccountCmd(a, "List environments", environmentTable, (*client.Client).ListAllEnvironments, "  mlfleet environment list -o json")
 
 	show := &cobra.Command{
 		Use:   "show NAME",
@@ -295,22 +280,7 @@ func (a *app) serviceCmd() *cobra.Command {
 		return nil
 	})
 
-	list := &cobra.Command{Use: "list", Short: "List services", Example: `  mlfleet service list -o json`, Args: cobra.NoArgs}
-	lout := addOutput(list)
-	list.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
-		if err := checkFormat(*lout); err != nil {
-			return err
-		}
-		c, cfg, err := a.scope(needAcct)
-		if err != nil {
-			return err
-		}
-		ss, err := c.ListAllServices(cmd.Context(), cfg.Subscription, cfg.Account)
-		if err != nil {
-			return fmt.Errorf("list services: %w", err)
-		}
-		return serviceTable.print(a.env.Stdout, *lout, ss, false)
-	})
+	list := listAccountCmd(a, "List services", serviceTable, (*client.Client).ListAllServices, "  mlfleet service list -o json")
 
 	show := &cobra.Command{
 		Use:   "show NAME",
