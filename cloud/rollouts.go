@@ -43,6 +43,9 @@ type RolloutSpec struct {
 	// MaxUnavailable bounds how many devices of a batch update at once
 	// (0: the whole batch).
 	MaxUnavailable int `json:"maxUnavailable,omitempty"`
+	// SLO, when set, also gates each batch on the error rate and latency
+	// its devices measure on the new image (see SLOGate).
+	SLO *SLOGate `json:"slo,omitempty"`
 }
 
 func (r *RolloutSpec) normalize() error {
@@ -65,6 +68,11 @@ func (r *RolloutSpec) normalize() error {
 		return errclass.Invalid("maxUnavailable", "maxUnavailable %d is negative", r.MaxUnavailable)
 	case len(r.Batches) > 100:
 		return errclass.Invalid("batches", "%d batches; the limit is 100", len(r.Batches))
+	}
+	if r.SLO != nil {
+		if err := r.SLO.normalize(); err != nil {
+			return err
+		}
 	}
 	for i, b := range r.Batches {
 		f := fmt.Sprintf("batches[%d]", i)
@@ -126,6 +134,8 @@ type DeviceOutcome struct {
 	Since  time.Time `json:"since"`
 	// Version is the desired version that first carried the new image.
 	Version uint64 `json:"version,omitempty"`
+	// SLO is what the rollout's SLO gate last measured on the device.
+	SLO *SLOMark `json:"slo,omitempty"`
 }
 
 // Rollout moves a service's devices from one image to another in batches,
@@ -404,9 +414,13 @@ func (s *Service) stepRollout(ctx context.Context, path string) error {
 			return err
 		}
 		before, _ := json.Marshal(ro.Devices)
+		slo, err := sloVerdicts(tx, &ro, svc.Name, devs)
+		if err != nil {
+			return err
+		}
 		var assign []string
 		publish, assign = nil, nil
-		finished := s.decide(&ro, &svc, devs, s.now(), &assign)
+		finished := s.decide(&ro, &svc, devs, slo, s.now(), &assign)
 		p, err := s.assign(tx, &svc, assign, ro.ToRef, &ro)
 		if err != nil {
 			return err
@@ -458,9 +472,11 @@ func activeKey(rolloutPath string) string {
 
 // decide is the rollout's decision logic, free of storage: it updates the
 // device outcomes from what devices report, and lists the devices to move to
-// the new image now. It returns true when every batch has succeeded. A
-// tripped threshold sets ro.State to RolloutReverted with a message.
-func (s *Service) decide(ro *Rollout, svc *ScoringService, devs []Device, now time.Time, assign *[]string) bool {
+// the new image now. slo holds, by device id, why a healthy device breaks
+// the rollout's SLO gate (see sloVerdicts); such a device fails. It returns
+// true when every batch has succeeded. A tripped threshold sets ro.State to
+// RolloutReverted with a message.
+func (s *Service) decide(ro *Rollout, svc *ScoringService, devs []Device, slo map[string]string, now time.Time, assign *[]string) bool {
 	timeout := time.Duration(ro.Spec.DeviceTimeoutSeconds) * time.Second
 	last := len(ro.BatchSize) - 1
 	byID := map[string]*Device{}
@@ -501,6 +517,8 @@ func (s *Service) decide(ro *Rollout, svc *ScoringService, devs []Device, now ti
 		case DeviceHealthy:
 			if st.Image != ro.ToRef || !st.Healthy || st.Phase != twin.Running {
 				o.State, o.Reason, o.Since = DeviceFailed, "became unhealthy: "+orDefault(st.Reason, string(st.Phase)), now
+			} else if why := slo[id]; why != "" {
+				o.State, o.Reason, o.Since = DeviceFailed, why, now
 			}
 		}
 		ro.Devices[id] = o

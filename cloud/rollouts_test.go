@@ -51,7 +51,7 @@ func report(d *Device, version uint64, phase twin.Phase, image string, healthy b
 
 func step(s *Service, ro *Rollout, devs []Device, now time.Time) ([]string, bool) {
 	var assign []string
-	done := s.decide(ro, &ScoringService{Name: "iris"}, devs, now, &assign)
+	done := s.decide(ro, &ScoringService{Name: "iris"}, devs, nil, now, &assign)
 	for _, id := range assign {
 		o := ro.Devices[id]
 		o.Version = 10
@@ -95,6 +95,10 @@ func TestRolloutSpecValidation(t *testing.T) {
 		{RolloutSpec{ErrorThreshold: 1}, "errorThreshold"},
 		{RolloutSpec{SoakSeconds: -1}, "soakSeconds"},
 		{RolloutSpec{MaxUnavailable: -1}, "maxUnavailable"},
+		{RolloutSpec{SLO: &SLOGate{}}, "slo"},
+		{RolloutSpec{SLO: &SLOGate{MaxErrorRate: ptr(2.0)}}, "slo.maxErrorRate"},
+		{RolloutSpec{SLO: &SLOGate{MaxP99Ms: ptr(-1.0)}}, "slo.maxP99Ms"},
+		{RolloutSpec{SLO: &SLOGate{MaxErrorRate: ptr(0.05), MaxP99Ms: ptr(100.0)}}, ""},
 		{RolloutSpec{Batches: []BatchSpec{{Count: 1}}, SoakSeconds: 30}, ""},
 	}
 	for _, c := range cases {
@@ -216,6 +220,50 @@ func TestRolloutSuccessThresholdAndLateJoiners(t *testing.T) {
 	step(s, ro, devs, t0.Add(time.Second))
 	if o, ok := ro.Devices["d-99"]; !ok || o.Batch != 1 {
 		t.Fatalf("late joiner = %+v %v, want in the last batch", o, ok)
+	}
+}
+
+func TestRolloutSLOVerdicts(t *testing.T) {
+	const why = "slo: error rate 0.31 over 0.05 (155 of 500 requests)"
+	cases := []struct {
+		name      string
+		threshold float64
+		slo       map[string]string
+		state     string // of the rollout after the step
+		d0        string // d-00's state (the step, not decide, reverts)
+	}{
+		{"a broken gate fails the device and trips the threshold", 0, map[string]string{"d-00": why}, RolloutReverted, DeviceFailed},
+		{"under the error threshold the soak goes on", 0.5, map[string]string{"d-00": why}, RolloutRunning, DeviceFailed},
+		{"no verdicts: still soaking", 0, nil, RolloutRunning, DeviceHealthy},
+		{"a verdict on a device not in the rollout is ignored", 0, map[string]string{"d-99": why}, RolloutRunning, DeviceHealthy},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := &Service{}
+			devs := fleet(4, true)
+			ro := newRollout(RolloutSpec{ErrorThreshold: c.threshold, SuccessThreshold: 0.5, SoakSeconds: 60,
+				SLO: &SLOGate{MaxErrorRate: ptr(0.05)}}, devs)
+			step(s, ro, devs, t0)
+			for i := range devs {
+				report(&devs[i], 10, twin.Running, newRef, true, "")
+			}
+			step(s, ro, devs, t0.Add(time.Second))
+			_, done := stepSLO(s, ro, devs, c.slo, t0.Add(10*time.Second))
+			if ro.State != c.state || done {
+				t.Fatalf("rollout %s (%s) done=%v, want %s", ro.State, ro.Message, done, c.state)
+			}
+			if o := ro.Devices["d-00"]; o.State != c.d0 {
+				t.Fatalf("d-00 %+v, want %s", o, c.d0)
+			}
+			if c.d0 != DeviceHealthy && ro.Devices["d-00"].Reason != why {
+				t.Errorf("d-00 reason %q, want %q", ro.Devices["d-00"].Reason, why)
+			}
+			if ro.State == RolloutRunning {
+				if _, done = stepSLO(s, ro, devs, nil, t0.Add(62*time.Second)); !done {
+					t.Errorf("not done after the soak: %+v", ro.Counts)
+				}
+			}
+		})
 	}
 }
 

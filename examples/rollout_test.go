@@ -75,6 +75,12 @@ func (rc *restartableCloud) start(t *testing.T) {
 // fleet enrolls n simulated devices with labels and runs them.
 func (c *cloudAPI) fleet(t *testing.T, n int, labels map[string]string, failImages map[string]string) (*sim.Fleet, []sim.Identity) {
 	t.Helper()
+	return c.fleetWith(t, n, labels, func(cfg *sim.Config) { cfg.FailImages = failImages })
+}
+
+// fleetWith is fleet with the simulator's settings edited.
+func (c *cloudAPI) fleetWith(t *testing.T, n int, labels map[string]string, edit func(*sim.Config)) (*sim.Fleet, []sim.Identity) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	tokens, err := sim.CloudTokens(c.url, c.token, "demo", "models", labels)
 	if err != nil {
@@ -84,8 +90,10 @@ func (c *cloudAPI) fleet(t *testing.T, n int, labels map[string]string, failImag
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := sim.New(sim.Config{MQTTURL: ids[0].MQTTURL, Devices: ids, PullTime: 20 * time.Millisecond, StartTime: 20 * time.Millisecond,
-		FailImages: failImages, Seed: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := sim.Config{MQTTURL: ids[0].MQTTURL, Devices: ids, PullTime: 20 * time.Millisecond, StartTime: 20 * time.Millisecond,
+		Seed: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	edit(&cfg)
+	f, err := sim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,5 +296,80 @@ func TestRolloutSemantics(t *testing.T) {
 			t.Fatalf("rollback goes to %s, want iris:1", ro.To)
 		}
 		c.waitRollout("iris", ro.ID, cloud.RolloutSucceeded)
+	})
+}
+
+// TestRolloutSLOGate rolls versions out to simulated devices that send
+// telemetry like the daemon: a version answering 30% of its requests with
+// 5xx, and a slow one, fail their devices in soak on the SLO gate, the
+// error threshold trips and the updated devices go back to v1; a version
+// within the gate goes through.
+func TestRolloutSLOGate(t *testing.T) {
+	c := newRestartableCloud(t)
+	v1 := c.image("iris", "testdata/iris_logreg.onnx")
+	v2 := c.image("iris", "testdata/iris_mlp.onnx")
+	v3 := c.image("iris", "testdata/iris_svc.onnx")
+	const n = 4
+	f, _ := c.fleetWith(t, n, map[string]string{"fleet": "slo"}, func(cfg *sim.Config) {
+		cfg.TelemetryInterval, cfg.Requests = 100*time.Millisecond, 50
+		cfg.Traffic = map[string]sim.Traffic{
+			v1.Reference: {ErrorRate: 0.01, Latency: 20 * time.Millisecond},
+			v2.Reference: {ErrorRate: 0.3, Latency: 20 * time.Millisecond}, // serves with 30% errors
+			v3.Reference: {Latency: 300 * time.Millisecond},                // serves, slowly
+		}
+	})
+	c.json("POST", acctPath+"/environments", `{"name":"slo","selector":{"fleet":"slo"}}`, 201, nil)
+	var created struct {
+		Rollout cloud.Rollout `json:"rollout"`
+	}
+	c.json("POST", acctPath+"/services", `{"name":"iris","environment":"slo","image":"iris:1"}`, 201, &created)
+	c.waitRollout("iris", created.Rollout.ID, cloud.RolloutSucceeded)
+	eventually(t, 30*time.Second, "telemetry flowing and acknowledged", func() bool { return f.Stats().TelemetryAcked >= 2*n })
+
+	// The threshold lets the soak go on until every device has been judged,
+	// so that each one's outcome says why it failed.
+	const spec = `"soakSeconds":3,"successThreshold":0.25,"errorThreshold":0.75`
+	cases := []struct {
+		name, body, reason string
+	}{
+		{"error rate", `{"image":"iris:2",` + spec + `,"slo":{"maxErrorRate":0.05,"maxP99Ms":100}}`, "slo: error rate 0.3 over 0.05 ("},
+		{"p99 latency", `{"image":"iris:3",` + spec + `,"slo":{"maxP99Ms":100}}`, "slo: p99 500 ms over 100 ms"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name+" over the gate reverts", func(t *testing.T) {
+			ro := c.startRollout(tc.body)
+			if ro.Spec.SLO == nil {
+				t.Fatalf("the rollout lost its SLO gate: %+v", ro.Spec)
+			}
+			ro = c.waitRollout("iris", ro.ID, cloud.RolloutReverted)
+			if !strings.Contains(ro.Message, fmt.Sprintf("%d of %d devices failed", n, n)) {
+				t.Errorf("message %q", ro.Message)
+			}
+			for id, o := range ro.Devices {
+				if o.State != cloud.DeviceReverted || !strings.HasPrefix(o.Reason, tc.reason) {
+					t.Errorf("device %s: %s %q, want Reverted with %q", id, o.State, o.Reason, tc.reason)
+				}
+				if o.SLO == nil || o.SLO.Requests <= 0 {
+					t.Errorf("device %s: the gate measured nothing: %+v", id, o.SLO)
+				}
+			}
+			eventually(t, 30*time.Second, "every device serves v1 again", func() bool { return c.running(v1.Reference) == n })
+			var svc cloud.ScoringService
+			c.json("GET", acctPath+"/services/iris", "", 200, &svc)
+			if svc.Image != "iris:1" || svc.Rollout != "" {
+				t.Errorf("service after revert = %s rollout %q", svc.Image, svc.Rollout)
+			}
+		})
+	}
+
+	t.Run("within the gate succeeds", func(t *testing.T) {
+		ro := c.startRollout(`{"image":"iris:3","soakSeconds":2,"slo":{"maxErrorRate":0.05}}`)
+		ro = c.waitRollout("iris", ro.ID, cloud.RolloutSucceeded)
+		for id, o := range ro.Devices {
+			if o.State != cloud.DeviceHealthy || o.Reason != "" || o.SLO == nil || o.SLO.Requests <= 0 || o.SLO.Errors != 0 {
+				t.Errorf("device %s: %s %q, measured %+v; want Healthy with requests and no errors", id, o.State, o.Reason, o.SLO)
+			}
+		}
+		eventually(t, 30*time.Second, "every device serves v3", func() bool { return c.running(v3.Reference) == n })
 	})
 }

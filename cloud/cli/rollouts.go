@@ -61,6 +61,7 @@ type rolloutFlags struct {
 	successThreshold, errThreshold float64
 	soak, deviceTimeout            time.Duration
 	maxUnavailable                 int
+	maxErrorRate, maxP99Ms         float64
 	watch                          bool
 }
 
@@ -72,6 +73,8 @@ func (rf *rolloutFlags) add(cmd *cobra.Command) {
 	fl.DurationVar(&rf.deviceTimeout, "device-timeout", 0, "how long a device may take to report healthy (default 10m)")
 	fl.Float64Var(&rf.errThreshold, "error-threshold", 0, "fraction [0-1) of the devices that may fail before the rollout reverts (default 0)")
 	fl.IntVar(&rf.maxUnavailable, "max-unavailable", 0, "at most this many devices of a batch update at once (0: the whole batch)")
+	fl.Float64Var(&rf.maxErrorRate, "max-error-rate", 0, "SLO gate: a device of the batch fails if more than this fraction [0-1) of its scoring requests on the new image answer 5xx (not gated unless set)")
+	fl.Float64Var(&rf.maxP99Ms, "max-p99-ms", 0, "SLO gate: a device of the batch fails if its p99 scoring latency on the new image is over this many milliseconds (not gated unless set)")
 	fl.BoolVar(&rf.watch, "watch", false, "follow the rollout until it ends (exit 0 Succeeded, 1 Reverted or Aborted)")
 }
 
@@ -85,7 +88,7 @@ func durationSeconds(flag string, d time.Duration) (int, error) {
 
 // spec builds the rollout spec; set says whether any flag was given.
 func (rf *rolloutFlags) spec(cmd *cobra.Command) (spec cloud.RolloutSpec, set bool, err error) {
-	for _, f := range []string{"batch", "success-threshold", "soak", "device-timeout", "error-threshold", "max-unavailable"} {
+	for _, f := range []string{"batch", "success-threshold", "soak", "device-timeout", "error-threshold", "max-unavailable", "max-error-rate", "max-p99-ms"} {
 		set = set || cmd.Flags().Changed(f)
 	}
 	for _, b := range rf.batches {
@@ -106,6 +109,21 @@ func (rf *rolloutFlags) spec(cmd *cobra.Command) (spec cloud.RolloutSpec, set bo
 	}
 	if cmd.Flags().Changed("device-timeout") && rf.deviceTimeout < time.Second {
 		return spec, set, errclass.Invalid("device-timeout", "invalid --device-timeout %s: must be at least 1s", rf.deviceTimeout)
+	}
+	if cmd.Flags().Changed("max-error-rate") {
+		if r := rf.maxErrorRate; !(r >= 0) || r >= 1 {
+			return spec, set, errclass.Invalid("max-error-rate", "invalid --max-error-rate %v: want a fraction in [0, 1)", r)
+		}
+		spec.SLO = &cloud.SLOGate{MaxErrorRate: &rf.maxErrorRate}
+	}
+	if cmd.Flags().Changed("max-p99-ms") {
+		if p := rf.maxP99Ms; !(p > 0) || p > 3600e3 {
+			return spec, set, errclass.Invalid("max-p99-ms", "invalid --max-p99-ms %v: want milliseconds in (0, 3600000]", p)
+		}
+		if spec.SLO == nil {
+			spec.SLO = &cloud.SLOGate{}
+		}
+		spec.SLO.MaxP99Ms = &rf.maxP99Ms
 	}
 	spec.SuccessThreshold, spec.ErrorThreshold, spec.MaxUnavailable = rf.successThreshold, rf.errThreshold, rf.maxUnavailable
 	if spec.SoakSeconds, err = durationSeconds("soak", rf.soak); err != nil {
@@ -273,6 +291,9 @@ func printRolloutStatus(w io.Writer, format string, ro *cloud.Rollout) error {
 	if ro.Message != "" {
 		fmt.Fprintf(w, "Message: %s\n", cell(ro.Message))
 	}
+	if ro.Spec.SLO != nil {
+		fmt.Fprintf(w, "SLO gate: %s\n", ro.Spec.SLO)
+	}
 	devs := devicesIn(ro, func(o cloud.DeviceOutcome) bool { return o.State != cloud.DeviceHealthy })
 	if len(devs) == 0 {
 		return nil
@@ -337,8 +358,20 @@ func (a *app) rolloutCmd() *cobra.Command {
 	start := &cobra.Command{
 		Use:   "start SERVICE --image NAME:VERSION",
 		Short: "Start moving a service's devices to another image version, in batches gated on health",
+		Long: `Start moving a service's devices to another image version, in batches gated on health.
+
+Each batch must become healthy (--success-threshold of it) and stay so for --soak before the next
+one starts; when more than --error-threshold of the devices fail, the rollout stops and every
+updated device goes back to the previous image.
+
+SLO gates (--max-error-rate, --max-p99-ms) also fail a device of the batch whose telemetry on the
+new image shows too many server errors (5xx answers to scoring requests) or too slow a p99
+latency, from when it reported healthy until the soak ends; a device without scoring traffic
+passes. The p99 is the upper bound of the latency-histogram bucket holding the 99th percentile.
+Devices send telemetry once per telemetry window: keep --soak longer than a few windows.`,
 		Example: `  mlfleet rollout start iris --image iris:3
-  mlfleet rollout start iris --image iris:3 --batch 1 --batch 25% --soak 5m --error-threshold 0.1 --watch`,
+  mlfleet rollout start iris --image iris:3 --batch 1 --batch 25% --soak 5m --error-threshold 0.1 --watch
+  mlfleet rollout start iris --image iris:3 --batch 10% --soak 10m --max-error-rate 0.05 --max-p99-ms 100`,
 		Args: exactArgs(1, "the service name"),
 	}
 	start.Flags().StringVar(&image, "image", "", "image version to roll out, NAME:VERSION (required)")

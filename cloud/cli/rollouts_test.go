@@ -60,11 +60,11 @@ func TestRolloutFlagsSpec(t *testing.T) {
 		set       bool
 		wantField string
 	}{
-		{nil, "{Batches:[] SuccessThreshold:0 SoakSeconds:0 DeviceTimeoutSeconds:0 ErrorThreshold:0 MaxUnavailable:0}", false, ""},
+		{nil, "{Batches:[] SuccessThreshold:0 SoakSeconds:0 DeviceTimeoutSeconds:0 ErrorThreshold:0 MaxUnavailable:0 SLO:none}", false, ""},
 		{[]string{"--batch", "10%", "--batch", "5", "--success-threshold", "0.9", "--soak", "5m", "--device-timeout", "10m",
 			"--error-threshold", "0.2", "--max-unavailable", "2"},
-			"{Batches:[{Count:0 Percent:10} {Count:5 Percent:0}] SuccessThreshold:0.9 SoakSeconds:300 DeviceTimeoutSeconds:600 ErrorThreshold:0.2 MaxUnavailable:2}", true, ""},
-		{[]string{"--soak", "1500ms"}, "{Batches:[] SuccessThreshold:0 SoakSeconds:2 DeviceTimeoutSeconds:0 ErrorThreshold:0 MaxUnavailable:0}", true, ""},
+			"{Batches:[{Count:0 Percent:10} {Count:5 Percent:0}] SuccessThreshold:0.9 SoakSeconds:300 DeviceTimeoutSeconds:600 ErrorThreshold:0.2 MaxUnavailable:2 SLO:none}", true, ""},
+		{[]string{"--soak", "1500ms"}, "{Batches:[] SuccessThreshold:0 SoakSeconds:2 DeviceTimeoutSeconds:0 ErrorThreshold:0 MaxUnavailable:0 SLO:none}", true, ""},
 		{[]string{"--batch", "x"}, "", true, "batch"},
 		{[]string{"--success-threshold", "1.5"}, "", true, "success-threshold"},
 		{[]string{"--success-threshold", "0"}, "", true, "success-threshold"},
@@ -73,6 +73,11 @@ func TestRolloutFlagsSpec(t *testing.T) {
 		{[]string{"--soak", "-1s"}, "", true, "soak"},
 		{[]string{"--device-timeout", "500ms"}, "", true, "device-timeout"},
 		{[]string{"--device-timeout", "200h"}, "", true, "device-timeout"},
+		{[]string{"--max-error-rate", "1"}, "", true, "max-error-rate"},
+		{[]string{"--max-error-rate", "-0.1"}, "", true, "max-error-rate"},
+		{[]string{"--max-error-rate", "NaN"}, "", true, "max-error-rate"},
+		{[]string{"--max-p99-ms", "0"}, "", true, "max-p99-ms"},
+		{[]string{"--max-p99-ms", "5e6"}, "", true, "max-p99-ms"},
 	}
 	for _, tt := range tests {
 		var rf rolloutFlags
@@ -93,6 +98,32 @@ func TestRolloutFlagsSpec(t *testing.T) {
 		}
 		if got := fmt.Sprintf("%+v", spec); err != nil || got != tt.want || set != tt.set {
 			t.Errorf("%v: %s set=%v, %v; want %s set=%v", tt.args, got, set, err, tt.want, tt.set)
+		}
+	}
+}
+
+func TestRolloutFlagsSLO(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // the gate as shown, "none" when not set
+	}{
+		{nil, "none"},
+		{[]string{"--soak", "1m"}, "none"},
+		{[]string{"--max-error-rate", "0.05"}, "error rate <= 0.05"},
+		{[]string{"--max-error-rate", "0"}, "error rate <= 0"},
+		{[]string{"--max-p99-ms", "100"}, "p99 <= 100 ms"},
+		{[]string{"--max-error-rate", "0.05", "--max-p99-ms", "250"}, "error rate <= 0.05, p99 <= 250 ms"},
+	}
+	for _, tt := range tests {
+		var rf rolloutFlags
+		cmd := &cobra.Command{Use: "x"}
+		rf.add(cmd)
+		if err := cmd.ParseFlags(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		spec, set, err := rf.spec(cmd)
+		if err != nil || spec.SLO.String() != tt.want || set != (len(tt.args) > 0) {
+			t.Errorf("%v: slo %s set=%v, %v; want %s", tt.args, spec.SLO, set, err, tt.want)
 		}
 	}
 }
@@ -175,6 +206,15 @@ func TestDeployTablesGolden(t *testing.T) {
 	reverted.Counts = map[string]int{cloud.DeviceHealthy: 1, cloud.DeviceReverted: 2, cloud.DevicePending: 2}
 	fmt.Fprintln(&b, "# rollout status, reverted")
 	check("status reverted", printRolloutStatus(&b, formatTable, &reverted))
+	rate, p99 := 0.05, 100.0
+	gated := *sampleRollout(t0)
+	gated.Spec.SLO = &cloud.SLOGate{MaxErrorRate: &rate, MaxP99Ms: &p99}
+	gated.State, gated.Message = cloud.RolloutReverted, "1 of 5 devices failed (error threshold 0%): reverting updated devices"
+	gated.Devices["d-c"] = cloud.DeviceOutcome{Batch: 1, State: cloud.DeviceReverted, Reason: "slo: error rate 0.31 over 0.05 (155 of 500 requests)", Since: t0.Add(time.Minute)}
+	gated.Devices["d-b"] = cloud.DeviceOutcome{Batch: 1, State: cloud.DeviceReverted, Since: t0.Add(time.Minute)}
+	gated.Counts = map[string]int{cloud.DeviceHealthy: 1, cloud.DeviceReverted: 2, cloud.DevicePending: 2}
+	fmt.Fprintln(&b, "# rollout status, SLO gate")
+	check("status slo", printRolloutStatus(&b, formatTable, &gated))
 
 	// --watch, printed: each changed line once.
 	fmt.Fprintln(&b, "# watch, plain")

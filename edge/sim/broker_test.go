@@ -109,6 +109,26 @@ func startBroker(t testing.TB, keepAll bool) *testBroker {
 			t.Fatal(err)
 		}
 	}
+	// Telemetry is kept like the rest and acknowledged, as the cloud does.
+	if err := srv.Subscribe(twin.Filter(twin.KindTelemetry), 2, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+		p := bytes.Clone(pk.Payload)
+		b.mu.Lock()
+		b.count++
+		b.last[pk.TopicName] = p
+		if b.keepAll {
+			b.all = append(b.all, brokerMsg{pk.TopicName, p})
+		}
+		b.mu.Unlock()
+		id, _, err := twin.ParseTopic(pk.TopicName)
+		var batch twin.Telemetry
+		if err != nil || twin.Decode(p, twin.MaxTelemetry, &batch, id) != nil {
+			return // the test that sent it checks the payload
+		}
+		ack, _ := json.Marshal(twin.TelemetryAck{Protocol: twin.Protocol, Device: id, Seq: batch.Seq})
+		_ = srv.Publish(twin.Topic(id, twin.KindTelemetryAck), ack, false, 1)
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if err := srv.Serve(); err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,8 @@ type svc struct {
 	since   time.Time
 	healthy bool
 	fate    fate
-	gen     uint32 // events of an older generation are stale
+	gen     uint32   // events of an older generation are stale
+	traffic *traffic // scorer counters, only when the fleet sends telemetry
 }
 
 // device is one simulated device: its identity, its MQTT client, and the
@@ -74,6 +75,8 @@ type device struct {
 	gen      uint32
 	rng      uint64 // splitmix64 state
 	services []svc
+	// Telemetry batches: numbered, dropped while offline, acknowledged.
+	telSeq, telDropped, telSent, telAcked uint64
 }
 
 // rand returns a uniform float in [0,1); d.mu must be held.
@@ -161,11 +164,11 @@ func (rt *engine) apply(d *device, doc twin.Desired, now time.Time) bool {
 			// Back to the version still serving (a rollback by the cloud):
 			// drop the update in flight.
 			d.gen++
-			s = svc{name: s.name, phase: twin.Running, image: s.image, wanted: s.image, prev: s.prev, since: now, healthy: true, gen: d.gen}
+			s = svc{name: s.name, phase: twin.Running, image: s.image, wanted: s.image, prev: s.prev, since: now, healthy: true, gen: d.gen, traffic: s.traffic}
 		default:
 			d.gen++
 			s = svc{name: s.name, phase: twin.Pulling, image: s.image, wanted: spec.Image, prev: s.image,
-				since: now, healthy: s.image != "" && s.healthy, gen: d.gen}
+				since: now, healthy: s.image != "" && s.healthy, gen: d.gen, traffic: s.traffic}
 			s.fate = rt.drawFate(d)
 			rt.sched.add(event{at: now.Add(d.jitter(rt.cfg.PullTime, rt.cfg.PullJitter)).UnixNano(), dev: d, svc: s.name, gen: s.gen, kind: evPullDone})
 		}

@@ -33,6 +33,7 @@ const (
 	evStartDone                      // the container started: Running (or fail)
 	evCrash                          // the new version crashes: roll back
 	evReconnect                      // try to connect again after a backoff
+	evTelemetry                      // send a telemetry batch, like the daemon's window
 )
 
 // event is one simulated delay ending. Events of a service carry the

@@ -21,6 +21,13 @@
 // Every state change is published as a full Reported document carrying the
 // ObservedVersion. Services no longer desired are dropped.
 //
+// With a TelemetryInterval, every device also sends telemetry batches as the
+// daemon does: per serving service, the scorer's request counters (by HTTP
+// code) and latency histogram, flattened as the daemon flattens /metrics,
+// with an error rate and latency set per image (Traffic); batches are
+// numbered from 1 and the cloud's acknowledgements counted. Telemetry is off
+// by default, so a large fleet costs nothing for it.
+//
 // Scale: all simulated delays run from one scheduler (a heap and one
 // goroutine), connections are opened at a bounded rate, and paho clients use
 // in-memory stores; per device there are only paho's own goroutines.
@@ -72,6 +79,16 @@ type Config struct {
 	// FailImages maps image references that always fail to start to the
 	// reason reported (e.g. to make one version of a rollout bad).
 	FailImages map[string]string
+	// TelemetryInterval, when positive, makes each device send a telemetry
+	// batch that often (jittered by up to a tenth; at least 10 ms). Off by
+	// default.
+	TelemetryInterval time.Duration
+	// Requests is how many scoring requests each serving service answers
+	// per telemetry interval (default 100).
+	Requests int
+	// Traffic sets how an image serves, by image reference: its error rate
+	// and latency (others serve as DefaultTraffic does).
+	Traffic map[string]Traffic
 	// ConnectRate bounds new connections per second, so a fleet does not
 	// storm the broker (default 200; it also paces reconnects).
 	ConnectRate float64
@@ -139,6 +156,9 @@ func New(cfg Config) (*Fleet, error) {
 		if reason == "" || len(reason) > 2048 {
 			return nil, errclass.Invalid("failImages", "reason for image %q must be 1 to 2048 bytes", img)
 		}
+	}
+	if err := checkTraffic(&cfg); err != nil {
+		return nil, err
 	}
 	if cfg.ConnectRate == 0 {
 		cfg.ConnectRate = 200
@@ -253,6 +273,7 @@ func (f *Fleet) Run(ctx context.Context) error {
 		d.mu.Unlock()
 	}
 	f.queueMu.Unlock()
+	f.startTelemetry(f.cfg.Clock.Now())
 	var wg sync.WaitGroup
 	wg.Go(func() { f.rt.sched.run(ctx) })
 	wg.Go(func() { f.connector(ctx) })
@@ -385,6 +406,12 @@ func (f *Fleet) session(ctx context.Context, d *device) error {
 	if err := f.wait(ctx, d.client.Subscribe(twin.Topic(d.id, twin.KindDesired), 1, func(_ mqtt.Client, m mqtt.Message) { f.onMessage(d, m) })); err != nil {
 		return fmt.Errorf("subscribe %s: %w", twin.Topic(d.id, twin.KindDesired), err)
 	}
+	if f.cfg.TelemetryInterval > 0 {
+		ack := twin.Topic(d.id, twin.KindTelemetryAck)
+		if err := f.wait(ctx, d.client.Subscribe(ack, 1, func(_ mqtt.Client, m mqtt.Message) { f.onMessage(d, m) })); err != nil {
+			return fmt.Errorf("subscribe %s: %w", ack, err)
+		}
+	}
 	now := f.cfg.Clock.Now()
 	presence, err := twin.Encode(twin.Presence{Protocol: twin.Protocol, Device: d.id, Online: true, Time: now.UTC()})
 	if err != nil {
@@ -428,6 +455,10 @@ func (f *Fleet) retry(d *device) {
 
 // fire runs a due event.
 func (f *Fleet) fire(e event, now time.Time) {
+	if e.kind == evTelemetry {
+		f.sendTelemetry(e.dev, now)
+		return
+	}
 	if e.kind != evReconnect {
 		f.rt.step(e, now)
 		return
@@ -498,6 +529,10 @@ func (f *Fleet) SetOnline(id string, online bool) error {
 func (f *Fleet) onMessage(d *device, m mqtt.Message) {
 	d.recv.Add(1)
 	id, kind, err := twin.ParseTopic(m.Topic())
+	if err == nil && id == d.id && kind == twin.KindTelemetryAck && f.cfg.TelemetryInterval > 0 {
+		f.handleAck(d, m)
+		return
+	}
 	if err != nil || id != d.id || kind != twin.KindDesired {
 		f.malformed.Add(1)
 		f.log.Warn("message on an unexpected topic rejected", "device", d.id, "topic", m.Topic())
@@ -593,8 +628,13 @@ type Stats struct {
 	Stale     uint64 `json:"stale"`
 	Malformed uint64 `json:"malformed"`
 	// Pending is the number of simulated delays not yet over.
-	Pending   int           `json:"pending"`
-	PerDevice []DeviceStats `json:"perDevice"`
+	Pending int `json:"pending"`
+	// Telemetry batches sent, acknowledged by the cloud (the highest
+	// acknowledged Seq, summed over devices) and dropped while offline.
+	TelemetrySent    uint64        `json:"telemetrySent"`
+	TelemetryAcked   uint64        `json:"telemetryAcked"`
+	TelemetryDropped uint64        `json:"telemetryDropped"`
+	PerDevice        []DeviceStats `json:"perDevice"`
 }
 
 // Stats returns a snapshot: counts per phase, per-device traffic, connects.
@@ -606,6 +646,9 @@ func (f *Fleet) Stats() Stats {
 		for _, sv := range d.services {
 			s.Phases[sv.phase]++
 		}
+		s.TelemetrySent += d.telSent
+		s.TelemetryAcked += d.telAcked
+		s.TelemetryDropped += d.telDropped
 		d.mu.Unlock()
 		if ds.Online {
 			s.Online++

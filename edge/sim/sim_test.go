@@ -290,6 +290,12 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"connect rate", func(c *Config) { c.ConnectRate = -1 }, "connectRate"},
 		{"fail image", func(c *Config) { c.FailImages = map[string]string{"score:latest": "x"} }, "failImages"},
 		{"fail reason", func(c *Config) { c.FailImages = map[string]string{image('a'): ""} }, "failImages"},
+		{"telemetry interval", func(c *Config) { c.TelemetryInterval = -time.Second }, "telemetryInterval"},
+		{"telemetry too often", func(c *Config) { c.TelemetryInterval = time.Millisecond }, "telemetryInterval"},
+		{"requests", func(c *Config) { c.Requests = -1 }, "requests"},
+		{"traffic image", func(c *Config) { c.Traffic = map[string]Traffic{"score:latest": {}} }, "traffic"},
+		{"traffic error rate", func(c *Config) { c.Traffic = map[string]Traffic{image('a'): {ErrorRate: 1.2}} }, "traffic"},
+		{"traffic latency", func(c *Config) { c.Traffic = map[string]Traffic{image('a'): {Latency: -time.Second}} }, "traffic"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

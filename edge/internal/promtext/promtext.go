@@ -87,7 +87,8 @@ func Parse(r io.Reader) (map[string]float64, error) {
 }
 
 // keep reports whether a sample belongs to a counter, gauge or untyped
-// metric, or is the _sum/_count of a histogram or summary.
+// metric, is a bucket of a histogram (the cloud's p99 gates read them), or
+// is the _sum/_count of a histogram or summary.
 func keep(name string, labels [][2]string, types map[string]string) bool {
 	if t, ok := types[name]; ok {
 		return t != "histogram" && t != "summary" && t != "gaugehistogram"
@@ -99,7 +100,7 @@ func keep(name string, labels [][2]string, types map[string]string) bool {
 		}
 		switch types[base] {
 		case "histogram", "summary", "gaugehistogram":
-			return suffix != "_bucket"
+			return true
 		}
 	}
 	return true
