@@ -33,6 +33,9 @@ type Config struct {
 	GatewayAddr string
 	// GatewayKey, when set, is required as a Bearer key on the gateway.
 	GatewayKey string
+	// GatewayProxyOnly keeps the gateway in the data path: it proxies every
+	// request instead of handing keep-alive connections to the scorers.
+	GatewayProxyOnly bool
 	// ContainerdAddress and ContainerdNamespace locate containerd (used by
 	// the wiring in edge/daemon; defaults /run/containerd/containerd.sock
 	// and "mlfleet").
@@ -153,6 +156,9 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 	d.exec = &Executor{
 		Runtime: deps.Runtime, Store: deps.Store, Router: d.gw, LogDir: filepath.Join(cfg.DataDir, "logs"),
 		Now: cfg.Now, OnChange: d.report, Log: cfg.Logger.With("part", "executor"),
+	}
+	if !cfg.GatewayProxyOnly {
+		d.exec.HandoffDir = filepath.Join(cfg.DataDir, "handoff")
 	}
 	enr, err := deps.Store.Enrollment()
 	switch {

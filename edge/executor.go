@@ -34,6 +34,10 @@ type Executor struct {
 	Router  Router
 	// LogDir holds the instances' log files.
 	LogDir string
+	// HandoffDir, when set, holds a directory per instance for its handoff
+	// socket (see InstanceSpec.HandoffDir); the gateway then hands client
+	// connections to the scorers instead of proxying every request.
+	HandoffDir string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Probe checks one health URL once (default: HTTP GET, 2xx is healthy).
@@ -119,13 +123,14 @@ func (e *Executor) SyncRoutes() error {
 		return err
 	}
 	if e.Router != nil {
-		e.Router.SetRoutes(Routes(states))
+		e.Router.SetRoutes(Routes(states, e.HandoffDir))
 	}
 	return nil
 }
 
-// Routes derives the gateway's route table from service states.
-func Routes(states map[string]boltstore.ServiceState) []gateway.Route {
+// Routes derives the gateway's route table from service states; handoffDir
+// is the Executor's HandoffDir.
+func Routes(states map[string]boltstore.ServiceState, handoffDir string) []gateway.Route {
 	var out []gateway.Route
 	for _, st := range states {
 		if st.Instance == "" || st.Port == 0 || st.Phase == twin.Removing {
@@ -135,10 +140,35 @@ func Routes(states map[string]boltstore.ServiceState) []gateway.Route {
 		if model == "" {
 			model = st.Name
 		}
-		out = append(out, gateway.Route{Service: st.Name, Model: model, Backend: &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(st.Port))}})
+		out = append(out, gateway.Route{
+			Service: st.Name, Model: model,
+			Backend: &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(st.Port))},
+			Handoff: handoffSocket(handoffDir, st.Instance),
+		})
 	}
 	slices.SortFunc(out, func(a, b gateway.Route) int { return strings.Compare(a.Service, b.Service) })
 	return out
+}
+
+// maxSocketPath is the longest unix socket path the kernel takes (108 bytes
+// with the terminating NUL).
+const maxSocketPath = 107
+
+// handoffDir is instance id's handoff directory, or "" for none (no
+// HandoffDir, or a socket path too long for the kernel).
+func handoffDir(dir, id string) string {
+	if dir == "" || len(filepath.Join(dir, id, HandoffSocket)) > maxSocketPath {
+		return ""
+	}
+	return filepath.Join(dir, id)
+}
+
+// handoffSocket is the path of instance id's handoff socket, or "".
+func handoffSocket(dir, id string) string {
+	if d := handoffDir(dir, id); d != "" {
+		return filepath.Join(d, HandoffSocket)
+	}
+	return ""
 }
 
 func (e *Executor) put(st boltstore.ServiceState) error {
@@ -199,6 +229,7 @@ func (e *Executor) deploy(ctx context.Context, a Action) error {
 	_, err = e.Runtime.Start(ctx, InstanceSpec{
 		ID: id, Service: spec.Name, Image: spec.Image, Port: port,
 		Env: spec.Env, Resources: spec.Resources, LogPath: filepath.Join(e.LogDir, id+".log"),
+		HandoffDir: handoffDir(e.HandoffDir, id),
 	})
 	if err != nil {
 		return e.fail(ctx, st, spec, id, fmt.Errorf("start instance %s: %w", id, err))

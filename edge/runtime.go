@@ -57,7 +57,16 @@ type InstanceSpec struct {
 	Resources twin.Resources
 	// LogPath is the file the container's stdout/stderr go to.
 	LogPath string
+	// HandoffDir, when set, is a host directory the runtime creates and
+	// mounts at /run/mlfleet for the scorer to create its handoff socket in
+	// (MLFLEET_HANDOFF_SOCKET=/run/mlfleet/handoff.sock), and removes when
+	// the instance stops. The gateway hands client connections over on it.
+	HandoffDir string
 }
+
+// HandoffSocket is the name of the scorer's handoff socket in
+// InstanceSpec.HandoffDir.
+const HandoffSocket = "handoff.sock"
 
 // InstanceState is what the runtime knows of an instance.
 type InstanceState string

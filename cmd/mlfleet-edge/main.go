@@ -43,7 +43,7 @@ func main() {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mlfleet-edge enroll --cloud URL --token T [--name N] [--data-dir D]")
-	fmt.Fprintln(w, "       mlfleet-edge run [--data-dir D] [--gateway-addr A] [--gateway-key-file F] [--containerd-address S] [--namespace NS] [--telemetry-window D]")
+	fmt.Fprintln(w, "       mlfleet-edge run [--data-dir D] [--gateway-addr A] [--gateway-key-file F] [--gateway-proxy-only] [--containerd-address S] [--namespace NS] [--telemetry-window D]")
 }
 
 // run executes one command and returns the exit code: 0 ok, 2 bad usage or
@@ -141,6 +141,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.DataDir, "data-dir", env("data-dir", defaultDataDir), "state directory")
 	fs.StringVar(&cfg.GatewayAddr, "gateway-addr", env("gateway-addr", "127.0.0.1:8580"), "scoring gateway listen address")
 	fs.StringVar(&keyFile, "gateway-key-file", env("gateway-key-file", ""), "file holding the gateway's local Bearer key (optional)")
+	fs.BoolVar(&cfg.GatewayProxyOnly, "gateway-proxy-only", env("gateway-proxy-only", "") == "true", "proxy every request instead of handing keep-alive connections to the scorers")
 	fs.StringVar(&cfg.ContainerdAddress, "containerd-address", env("containerd-address", "/run/containerd/containerd.sock"), "containerd socket")
 	fs.StringVar(&cfg.ContainerdNamespace, "namespace", env("namespace", "mlfleet"), "containerd namespace")
 	fs.StringVar(&window, "telemetry-window", env("telemetry-window", "60s"), "telemetry collection window")

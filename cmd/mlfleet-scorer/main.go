@@ -48,6 +48,7 @@ func run(args []string) error {
 	fs.IntVar(&cfg.MaxRows, "max-rows", envInt("MLFLEET_MAX_ROWS", scorer.DefaultMaxRows), "most rows per request (env MLFLEET_MAX_ROWS)")
 	fs.IntVar(&cfg.Workers, "workers", envInt("MLFLEET_WORKERS", 0), "requests scored at once; 0 = GOMAXPROCS (env MLFLEET_WORKERS)")
 	fs.IntVar(&cfg.QueueSize, "queue", envInt("MLFLEET_QUEUE", scorer.DefaultQueueSize), "requests waiting for a worker (env MLFLEET_QUEUE)")
+	fs.StringVar(&cfg.HandoffSocket, "handoff-socket", env("MLFLEET_HANDOFF_SOCKET", ""), "unix socket on which mlfleet-edge hands client connections over (env MLFLEET_HANDOFF_SOCKET)")
 	window := fs.Duration("profile-window", scorer.DefaultProfileWindow, "drift profile window (env MLFLEET_PROFILE_WINDOW)")
 	if v, err := time.ParseDuration(os.Getenv("MLFLEET_PROFILE_WINDOW")); err == nil {
 		*window = v

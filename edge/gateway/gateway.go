@@ -12,12 +12,23 @@
 //
 // Routes live in an immutable table behind an atomic pointer: SetRoutes
 // swaps the whole table at once, so a request sees either the old backend or
-// the new one, never neither. Each scorer has its own ReverseProxy (made
-// when its route appears, so a request allocates no routing state); all of
-// them share one keep-alive Transport and a pool of copy buffers.
+// the new one, never neither.
+//
+// A scorer that listens on a handoff socket (Route.Handoff) gets the client's
+// connection itself once the gateway has read and routed a request on it
+// (see shared/handoff): the scorer answers that request and the following
+// ones directly, so the gateway costs nothing per request on a keep-alive
+// connection. The scorer hands the connection back for a request it does not
+// serve (another service, the gateway's own endpoints) and when it drains
+// before stopping; the gateway proxies that one request and routes the next.
+// Everything else — scorers without a handoff socket, HTTP/1.0, chunked
+// bodies, "Expect: 100-continue", requests before Serve runs — goes through
+// a ReverseProxy per scorer, all sharing one keep-alive Transport and a pool
+// of copy buffers.
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -31,7 +42,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/mlfleet/mlfleet/shared/errclass"
+	"github.com/mlfleet/mlfleet/shared/handoff"
 )
 
 // Route sends a service's traffic to one backend.
@@ -41,17 +56,31 @@ type Route struct {
 	Model string
 	// Backend is the scorer's base URL, e.g. http://127.0.0.1:41234.
 	Backend *url.URL
+	// Handoff, when set, is the path of the scorer's handoff socket.
+	Handoff string
 }
 
-// scorer is one scorer and the proxy that reaches it.
+// scorer is one scorer and the ways to reach it.
 type scorer struct {
-	url   *url.URL
-	proxy *httputil.ReverseProxy
+	url     *url.URL
+	proxy   *httputil.ReverseProxy
+	handoff string // socket path; "" if the scorer takes no connections
+
+	mu       sync.Mutex
+	ctrl     *net.UnixConn // to the handoff socket, while connected
+	retryAt  time.Time     // no dial before this after a failed one
+	draining atomic.Bool   // the scorer gives connections back: send it none
+}
+
+// entry is a route: the scorer, and the names it serves under.
+type entry struct {
+	b              *scorer
+	service, model string
 }
 
 type table struct {
-	services map[string]*scorer
-	models   map[string]*scorer
+	services map[string]*entry
+	models   map[string]*entry
 }
 
 // Config configures a Gateway.
@@ -72,6 +101,15 @@ type Gateway struct {
 	routes atomic.Pointer[table]
 	tr     http.RoundTripper
 	bufs   bufferPool
+
+	// adopted takes connections scorers give back; set while Serve runs.
+	adopted atomic.Pointer[handoff.Listener]
+	// Counters of the handoff path.
+	handedOff, returned, rejected atomic.Int64
+
+	mu      sync.Mutex
+	ctrls   map[*net.UnixConn]struct{} // open handoff connections
+	readers sync.WaitGroup             // one per ctrl, reading returns
 }
 
 // bufferPool recycles the proxies' copy buffers (ReverseProxy otherwise
@@ -113,7 +151,7 @@ func NewTransport() *http.Transport {
 
 // New returns a gateway with no routes.
 func New(cfg Config) *Gateway {
-	g := &Gateway{key: []byte(cfg.Key), log: cfg.Logger, tr: cfg.Transport}
+	g := &Gateway{key: []byte(cfg.Key), log: cfg.Logger, tr: cfg.Transport, ctrls: map[*net.UnixConn]struct{}{}}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -166,27 +204,30 @@ func (g *Gateway) backendFailed(w http.ResponseWriter, r *http.Request, err erro
 
 // SetRoutes replaces the route table atomically.
 func (g *Gateway) SetRoutes(routes []Route) {
-	t := &table{services: map[string]*scorer{}, models: map[string]*scorer{}}
+	t := &table{services: map[string]*entry{}, models: map[string]*entry{}}
 	old := g.routes.Load()
 	byURL := map[string]*scorer{}
-	for _, b := range old.services {
-		byURL[b.url.String()] = b // keep the proxies of unchanged backends
+	for _, e := range old.services {
+		byURL[e.b.url.String()+" "+e.b.handoff] = e.b // keep the state of unchanged backends
 	}
 	for _, r := range routes {
 		if r.Backend == nil {
 			continue
 		}
-		b, ok := byURL[r.Backend.String()]
+		key := r.Backend.String() + " " + r.Handoff
+		b, ok := byURL[key]
 		if !ok {
 			b = g.newBackend(r.Backend)
-			byURL[r.Backend.String()] = b
+			b.handoff = r.Handoff
+			byURL[key] = b
 		}
-		t.services[r.Service] = b
 		model := r.Model
 		if model == "" {
 			model = r.Service
 		}
-		t.models[model] = b
+		e := &entry{b: b, service: r.Service, model: model}
+		t.services[r.Service] = e
+		t.models[model] = e
 	}
 	g.routes.Store(t)
 }
@@ -195,10 +236,16 @@ func (g *Gateway) SetRoutes(routes []Route) {
 func (g *Gateway) Routes() map[string]string {
 	t := g.routes.Load()
 	out := make(map[string]string, len(t.services))
-	for k, v := range t.services {
-		out[k] = v.url.String()
+	for k, e := range t.services {
+		out[k] = e.b.url.String()
 	}
 	return out
+}
+
+// HandoffStats counts connections handed to scorers, given back by them,
+// and handoff messages refused.
+func (g *Gateway) HandoffStats() (handedOff, returned, rejected int64) {
+	return g.handedOff.Load(), g.returned.Load(), g.rejected.Load()
 }
 
 // CloseIdleConnections drops idle connections to backends (after a backend
@@ -222,6 +269,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := g.routes.Load()
+	var e *entry
 	switch {
 	case p == "/v2/health/live":
 		writeJSON(w, http.StatusOK, map[string]any{"live": true})
@@ -231,24 +279,169 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case strings.HasPrefix(p, "/v2/models/"):
 		model, _, _ := strings.Cut(strings.TrimPrefix(p, "/v2/models/"), "/")
-		b, ok := t.models[model]
-		if !ok {
+		if e = t.models[model]; e == nil {
 			writeErr(w, r, http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("no service serves model %q", model))
 			return
 		}
-		b.proxy.ServeHTTP(w, r)
-		return
 	case strings.HasPrefix(p, "/services/"):
 		name, _, _ := strings.Cut(strings.TrimPrefix(p, "/services/"), "/")
-		b, ok := t.services[name]
-		if !ok {
+		if e = t.services[name]; e == nil {
 			writeErr(w, r, http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("service %q is not running here", name))
 			return
 		}
-		b.proxy.ServeHTTP(w, r) // Rewrite maps the path with backendPath
+	default:
+		writeErr(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %q", p))
 		return
 	}
-	writeErr(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %q", p))
+	if g.handOff(w, r, e) {
+		return
+	}
+	e.b.proxy.ServeHTTP(w, r) // Rewrite maps the path with backendPath
+}
+
+// handOff passes the connection of r, with r unread, to e's scorer. It
+// reports false, having touched nothing, when r is to be proxied instead.
+func (g *Gateway) handOff(w http.ResponseWriter, r *http.Request, e *entry) bool {
+	b := e.b
+	if b.handoff == "" || b.draining.Load() || r.Close || !handoff.Eligible(r) {
+		return false
+	}
+	if ac, ok := r.Context().Value(adoptedKey{}).(*adoptedConn); ok && ac.proxyNext.Swap(false) {
+		return false // it just came back: proxy this one request
+	}
+	adopted := g.adopted.Load()
+	if adopted == nil {
+		return false
+	}
+	ctrl := g.control(b)
+	if ctrl == nil {
+		return false
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	prefix := handoff.Hijacked(r, conn, brw)
+	sc, ok := conn.(syscall.Conn)
+	if ok {
+		err = handoff.Send(ctrl, handoff.Header{Kind: handoff.KindServe, Service: e.service, Model: e.model, Key: string(g.key)}, prefix, sc)
+	}
+	if !ok || err != nil {
+		// Keep the client: serve the connection here again, this request
+		// through the proxy.
+		g.log.Warn("handoff failed; proxying", "service", e.service, "err", err)
+		if err != nil && !errclass.Is(err, errclass.TooLarge) {
+			g.dropControl(b, ctrl)
+		}
+		g.adopt(adopted, conn, prefix)
+		return true
+	}
+	conn.Close() // the scorer has its own copy
+	g.handedOff.Add(1)
+	return true
+}
+
+// adoptedConn is a client connection the gateway serves again after a
+// scorer gave it back (or a handoff failed).
+type adoptedConn struct {
+	*handoff.Conn
+	proxyNext atomic.Bool // proxy the first request instead of handing it off
+}
+
+type adoptedKey struct{}
+
+// adopt serves c again, starting with prefix, its first request proxied.
+func (g *Gateway) adopt(l *handoff.Listener, c net.Conn, prefix []byte) {
+	if ac, ok := c.(*adoptedConn); ok {
+		c = ac.Conn.Conn // Hijacked took its pending bytes into prefix
+	}
+	ac := &adoptedConn{Conn: handoff.NewConn(c, prefix)}
+	ac.proxyNext.Store(true)
+	if !l.Push(ac) {
+		c.Close()
+	}
+}
+
+// control returns the connection to b's handoff socket, dialing it (and
+// starting its reader) if needed; nil if the scorer takes no connections
+// now.
+func (g *Gateway) control(b *scorer) *net.UnixConn {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ctrl != nil {
+		return b.ctrl
+	}
+	if time.Now().Before(b.retryAt) {
+		return nil
+	}
+	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: b.handoff, Net: "unixpacket"})
+	if err != nil {
+		b.retryAt = time.Now().Add(2 * time.Second)
+		g.log.Debug("no handoff socket; proxying", "socket", b.handoff, "err", err)
+		return nil
+	}
+	g.mu.Lock()
+	if g.ctrls == nil { // Serve has ended
+		g.mu.Unlock()
+		c.Close()
+		return nil
+	}
+	g.ctrls[c] = struct{}{}
+	g.readers.Add(1)
+	g.mu.Unlock()
+	b.ctrl = c
+	go g.readReturns(b, c)
+	return c
+}
+
+// dropControl forgets ctrl as b's handoff connection and closes it.
+func (g *Gateway) dropControl(b *scorer, ctrl *net.UnixConn) {
+	b.mu.Lock()
+	if b.ctrl == ctrl {
+		b.ctrl = nil
+		b.retryAt = time.Now().Add(2 * time.Second)
+	}
+	b.mu.Unlock()
+	ctrl.Close()
+}
+
+// readReturns takes the connections b's scorer gives back, until ctrl
+// closes (the scorer exits, or Serve ends).
+func (g *Gateway) readReturns(b *scorer, ctrl *net.UnixConn) {
+	defer g.readers.Done()
+	defer func() {
+		g.dropControl(b, ctrl)
+		g.mu.Lock()
+		delete(g.ctrls, ctrl)
+		g.mu.Unlock()
+	}()
+	buf := make([]byte, handoff.MaxMessage)
+	for {
+		hdr, prefix, conn, err := handoff.Receive(ctrl, buf)
+		if err != nil {
+			if c := errclass.ClassOf(err); c == errclass.InvalidArgument || c == errclass.TooLarge || errors.Is(err, handoff.ErrNoConn) {
+				g.rejected.Add(1)
+				g.log.Warn("handoff: message refused", "socket", b.handoff, "err", err)
+				continue
+			}
+			return
+		}
+		if hdr.Kind != handoff.KindReturn {
+			g.rejected.Add(1)
+			conn.Close()
+			continue
+		}
+		if hdr.Reason == handoff.ReasonDraining {
+			b.draining.Store(true)
+		}
+		g.returned.Add(1)
+		l := g.adopted.Load()
+		if l == nil {
+			conn.Close()
+			continue
+		}
+		g.adopt(l, conn, bytes.Clone(prefix))
+	}
 }
 
 func (g *Gateway) authorized(r *http.Request) bool {
@@ -275,25 +468,50 @@ func writeErr(w http.ResponseWriter, r *http.Request, code int, class, msg strin
 
 // Serve serves the gateway on ln until ctx ends, then shuts down gracefully
 // (in-flight requests get up to 5 s).
+// Connections handed to scorers stay with them.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           g,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if ac, ok := c.(*adoptedConn); ok {
+				return context.WithValue(ctx, adoptedKey{}, ac)
+			}
+			return ctx
+		},
 	}
-	errc := make(chan error, 1)
+	adopted := handoff.NewListener(ln.Addr())
+	if !g.adopted.CompareAndSwap(nil, adopted) {
+		return errors.New("gateway: Serve called twice")
+	}
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(adopted) }()
+	running := 2
+	var err error
 	select {
-	case err := <-errc:
-		return fmt.Errorf("gateway on %s: %w", ln.Addr(), err)
+	case err = <-errc:
+		running--
+		err = fmt.Errorf("gateway on %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
+	g.adopted.Store(nil)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if serr := srv.Shutdown(sctx); serr != nil {
 		_ = srv.Close()
 	}
-	<-errc
-	return nil
+	for ; running > 0; running-- {
+		<-errc
+	}
+	g.mu.Lock()
+	for c := range g.ctrls {
+		c.Close()
+	}
+	g.ctrls = nil
+	g.mu.Unlock()
+	g.readers.Wait()
+	return err
 }

@@ -52,6 +52,9 @@ type Config struct {
 	ProfileWindow   time.Duration
 	ShutdownTimeout time.Duration // how long Run waits for in-flight requests
 	Logger          *slog.Logger  // default: text to stderr
+	// HandoffSocket, when set, is the path of a unix socket on which
+	// mlfleet-edge's gateway hands client connections over (see handoff.go).
+	HandoffSocket string
 
 	now         func() time.Time // for tests
 	beforeInfer func()           // test hook: runs holding a worker slot
@@ -233,20 +236,43 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	bctx, stopBackend := context.WithCancel(context.Background())
 	defer stopBackend()
 	s.be.start(bctx)
+	var ho *handoffServer
+	if s.cfg.HandoffSocket != "" {
+		var err error
+		if ho, err = listenHandoff(s, s.cfg.HandoffSocket); err != nil {
+			// The gateway proxies when it cannot hand connections over.
+			s.cfg.Logger.Warn("scorer: no connection handoff", "err", err)
+		} else {
+			ho.start()
+		}
+	}
 	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	s.cfg.Logger.Info("scorer listening", "addr", ln.Addr().String(), "model", s.man.Name, "runtime", s.man.Runtime)
+	s.cfg.Logger.Info("scorer listening", "addr", ln.Addr().String(), "model", s.man.Name, "runtime", s.man.Runtime, "handoff", ho != nil)
 	select {
 	case err := <-errc:
+		if ho != nil {
+			hctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+			_ = ho.close(hctx, 0)
+			cancel()
+		}
 		return fmt.Errorf("scorer: serve: %w", err)
 	case <-ctx.Done():
 	}
 	s.shutdown.Store(true)
+	if ho != nil {
+		ho.drain()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(sctx)
 	<-errc
+	if ho != nil {
+		if herr := ho.close(sctx, min(drainWindow, s.cfg.ShutdownTimeout)); err == nil {
+			err = herr
+		}
+	}
 	stopBackend()
 	if eb, ok := s.be.(*execBackend); ok {
 		<-eb.stopped()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -28,7 +29,11 @@ const (
 	labelPort    = "mlfleet.port"
 	labelLog     = "mlfleet.log"
 	labelStarted = "mlfleet.started"
+	labelHandoff = "mlfleet.handoff"
 )
+
+// handoffMount is where an instance's handoff directory is mounted.
+const handoffMount = "/run/mlfleet"
 
 // nonRootUID is the user a container runs as when its image names none (or root).
 const nonRootUID = 65532
@@ -104,13 +109,29 @@ func (r *Runtime) logPath(spec edge.InstanceSpec) string {
 }
 
 // hostOpts is the part of a container's spec that does not depend on its
-// image: host network, read-only root, no privileges, limits, env, /tmp.
+// image: host network, read-only root, no privileges, limits, env, /tmp,
+// and the handoff directory if any.
 func hostOpts(spec edge.InstanceSpec) []oci.SpecOpts {
 	env := make([]string, 0, len(spec.Env)+1)
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		env = append(env, k+"="+spec.Env[k])
 	}
 	env = append(env, "MLFLEET_ADDR="+addr(spec.Port))
+	mounts := []specs.Mount{{
+		Destination: "/tmp",
+		Type:        "tmpfs",
+		Source:      "tmpfs",
+		Options:     []string{"nosuid", "nodev", "mode=1777", "size=" + strconv.Itoa(tmpSize)},
+	}}
+	if spec.HandoffDir != "" {
+		env = append(env, "MLFLEET_HANDOFF_SOCKET="+handoffMount+"/"+edge.HandoffSocket)
+		mounts = append(mounts, specs.Mount{
+			Destination: handoffMount,
+			Type:        "bind",
+			Source:      spec.HandoffDir,
+			Options:     []string{"rbind", "rw", "nosuid", "nodev", "noexec"},
+		})
+	}
 	var caps []string
 	if spec.Port < 1024 {
 		caps = []string{"CAP_NET_BIND_SERVICE"}
@@ -123,12 +144,7 @@ func hostOpts(spec edge.InstanceSpec) []oci.SpecOpts {
 		oci.WithRootFSReadonly(),
 		oci.WithNoNewPrivileges,
 		oci.WithCapabilities(caps),
-		oci.WithMounts([]specs.Mount{{
-			Destination: "/tmp",
-			Type:        "tmpfs",
-			Source:      "tmpfs",
-			Options:     []string{"nosuid", "nodev", "mode=1777", "size=" + strconv.Itoa(tmpSize)},
-		}}),
+		oci.WithMounts(mounts),
 	}
 	if m := spec.Resources.MemoryBytes; m > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(m)))
@@ -169,6 +185,20 @@ func withNonRoot(ctx context.Context, client oci.Client, c *containers.Container
 	return nil
 }
 
+// ownedByProcess gives dir to the container's user, so that its scorer can
+// create its socket there (the directory stays 0700).
+func ownedByProcess(dir string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Process == nil {
+			return nil
+		}
+		if err := os.Chown(dir, int(s.Process.User.UID), int(s.Process.User.GID)); err != nil {
+			return fmt.Errorf("handoff directory: %w", err)
+		}
+		return nil
+	}
+}
+
 // Start creates the container of spec from its (already pulled) image and
 // starts its task. The process runs as the image's user, or as uid/gid 65532
 // if the image names none or root; with no capabilities (but
@@ -202,8 +232,22 @@ func (r *Runtime) Start(ctx context.Context, spec edge.InstanceSpec) (_ edge.Ins
 		labelLog:     logPath,
 		labelStarted: now.Format(time.RFC3339Nano),
 	}
+	if spec.HandoffDir != "" {
+		if err := os.MkdirAll(spec.HandoffDir, 0o700); err != nil {
+			return edge.Instance{}, fmt.Errorf("start %s: handoff directory: %w", spec.ID, err)
+		}
+		labels[labelHandoff] = spec.HandoffDir
+		defer func() {
+			if err != nil && !errclass.Is(err, errclass.Conflict) { // a conflict: the dir is the existing instance's
+				_ = os.RemoveAll(spec.HandoffDir)
+			}
+		}()
+	}
 	specOpts := append([]oci.SpecOpts{oci.WithImageConfig(img)}, hostOpts(spec)...)
 	specOpts = append(specOpts, withNonRoot)
+	if spec.HandoffDir != "" {
+		specOpts = append(specOpts, ownedByProcess(spec.HandoffDir))
+	}
 	c, err := r.client.NewContainer(ctx, spec.ID,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(r.cfg.Snapshotter),
@@ -286,8 +330,14 @@ func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) erro
 	case !isNotFound(err):
 		return classify(err, "stop %s: load task", id)
 	}
+	labels, lerr := c.Labels(ctx)
 	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !isNotFound(err) {
 		return classify(err, "stop %s: delete container", id)
+	}
+	if dir := labels[labelHandoff]; lerr == nil && dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("stop %s: remove handoff directory: %w", id, err)
+		}
 	}
 	return nil
 }

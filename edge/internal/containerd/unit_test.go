@@ -209,8 +209,9 @@ func TestPrepareLogCreatesDirAndFile(t *testing.T) {
 func TestSpecGolden(t *testing.T) {
 	spec := edge.InstanceSpec{
 		ID: "svc-0123456789ab-1", Service: "svc", Image: "r.example/s@" + testDigest, Port: 8080,
-		Env:       map[string]string{"B": "2", "A": "1"},
-		Resources: twin.Resources{MemoryBytes: 128 << 20, CPUMillis: 250},
+		Env:        map[string]string{"B": "2", "A": "1"},
+		Resources:  twin.Resources{MemoryBytes: 128 << 20, CPUMillis: 250},
+		HandoffDir: "/var/lib/mlfleet-edge/handoff/svc-0123456789ab-1",
 	}
 	ctx := namespaces.WithNamespace(context.Background(), "golden")
 	s, err := oci.GenerateSpecWithPlatform(ctx, nil, "linux/amd64", &containers.Container{ID: spec.ID}, hostOpts(spec)...)
