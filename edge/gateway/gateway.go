@@ -66,10 +66,13 @@ type scorer struct {
 	proxy   *httputil.ReverseProxy
 	handoff string // socket path; "" if the scorer takes no connections
 
-	mu       sync.Mutex
-	ctrl     *net.UnixConn // to the handoff socket, while connected
-	retryAt  time.Time     // no dial before this after a failed one
-	draining atomic.Bool   // the scorer gives connections back: send it none
+	mu      sync.Mutex
+	ctrl    *net.UnixConn // to the handoff socket, while connected
+	retryAt time.Time     // no dial before this after a failed one
+	// sendMu orders handoffs before the answer to the scorer's drain
+	// notice: handoffs hold it shared, the answer exclusively.
+	sendMu   sync.RWMutex
+	draining atomic.Bool // the scorer is stopping: send it no connection
 }
 
 // entry is a route: the scorer, and the names it serves under.
@@ -96,11 +99,12 @@ type Config struct {
 // Gateway routes scoring requests to services. Its zero value is not usable;
 // make one with New. It is safe for concurrent use.
 type Gateway struct {
-	key    []byte
-	log    *slog.Logger
-	routes atomic.Pointer[table]
-	tr     http.RoundTripper
-	bufs   bufferPool
+	key     []byte
+	keyHash string // handoff.KeyHash of key, for the scorers
+	log     *slog.Logger
+	routes  atomic.Pointer[table]
+	tr      http.RoundTripper
+	bufs    bufferPool
 
 	// adopted takes connections scorers give back; set while Serve runs.
 	adopted atomic.Pointer[handoff.Listener]
@@ -151,7 +155,7 @@ func NewTransport() *http.Transport {
 
 // New returns a gateway with no routes.
 func New(cfg Config) *Gateway {
-	g := &Gateway{key: []byte(cfg.Key), log: cfg.Logger, tr: cfg.Transport, ctrls: map[*net.UnixConn]struct{}{}}
+	g := &Gateway{key: []byte(cfg.Key), keyHash: handoff.KeyHash(cfg.Key), log: cfg.Logger, tr: cfg.Transport, ctrls: map[*net.UnixConn]struct{}{}}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -306,6 +310,11 @@ func (g *Gateway) handOff(w http.ResponseWriter, r *http.Request, e *entry) bool
 	if b.handoff == "" || b.draining.Load() || r.Close || !handoff.Eligible(r) {
 		return false
 	}
+	b.sendMu.RLock()
+	defer b.sendMu.RUnlock()
+	if b.draining.Load() {
+		return false
+	}
 	if ac, ok := r.Context().Value(adoptedKey{}).(*adoptedConn); ok && ac.proxyNext.Swap(false) {
 		return false // it just came back: proxy this one request
 	}
@@ -324,7 +333,7 @@ func (g *Gateway) handOff(w http.ResponseWriter, r *http.Request, e *entry) bool
 	prefix := handoff.Hijacked(r, conn, brw)
 	sc, ok := conn.(syscall.Conn)
 	if ok {
-		err = handoff.Send(ctrl, handoff.Header{Kind: handoff.KindServe, Service: e.service, Model: e.model, Key: string(g.key)}, prefix, sc)
+		err = handoff.Send(ctrl, handoff.Header{Kind: handoff.KindServe, Service: e.service, Model: e.model, KeySHA256: g.keyHash}, prefix, sc)
 	}
 	if !ok || err != nil {
 		// Keep the client: serve the connection here again, this request
@@ -426,9 +435,24 @@ func (g *Gateway) readReturns(b *scorer, ctrl *net.UnixConn) {
 			}
 			return
 		}
-		if hdr.Kind != handoff.KindReturn {
+		switch hdr.Kind {
+		case handoff.KindReturn:
+		case handoff.KindDrain:
+			// Answer once no handoff is on its way: the socket is ordered,
+			// so the scorer has them all when it reads the answer.
+			b.sendMu.Lock()
+			b.draining.Store(true)
+			err := handoff.Notify(ctrl, handoff.KindDrained)
+			b.sendMu.Unlock()
+			if err != nil {
+				return
+			}
+			continue
+		default:
 			g.rejected.Add(1)
-			conn.Close()
+			if conn != nil {
+				conn.Close()
+			}
 			continue
 		}
 		if hdr.Reason == handoff.ReasonDraining {

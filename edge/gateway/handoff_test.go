@@ -127,9 +127,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// oneConn is a client that keeps a single connection.
-func oneConn() *http.Client {
-	return &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}, Timeout: 10 * time.Second}
+// oneConn is a client that keeps a single connection (closed when the test
+// ends, before the scorers stop: they would wait for its next request).
+func oneConn(t *testing.T) *http.Client {
+	tr := &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 // call does one request; it returns the status and body.
@@ -158,7 +161,7 @@ func TestHandoffServesKeepAliveConnectionsDirectly(t *testing.T) {
 	g := New(Config{})
 	g.SetRoutes([]Route{sc.route("iris")})
 	base, _ := serveGateway(t, g)
-	c := oneConn()
+	c := oneConn(t)
 	for i := range 50 {
 		code, body, err := call(c, "POST", base+"/services/iris/score", "", irisBody)
 		if err != nil || code != 200 || !strings.Contains(body, `"label":0`) {
@@ -187,7 +190,7 @@ func TestHandoffRoutesEveryRequest(t *testing.T) {
 	rb.Model = "iris-mlp"
 	g.SetRoutes([]Route{ra, rb})
 	base, _ := serveGateway(t, g)
-	c := oneConn()
+	c := oneConn(t)
 	direct := func(s *liveScorer) string {
 		_, body, err := call(http.DefaultClient, "POST", s.url.String()+"/score", "", irisBody)
 		if err != nil {
@@ -228,7 +231,7 @@ func TestHandoffKeepsTheLocalKey(t *testing.T) {
 	g := New(Config{Key: "s3cret"})
 	g.SetRoutes([]Route{sc.route("iris")})
 	base, _ := serveGateway(t, g)
-	c := oneConn()
+	c := oneConn(t)
 	steps := []struct {
 		key, path string
 		want      int
@@ -266,7 +269,9 @@ func TestHandoffSwitchUnderLoad(t *testing.T) {
 	_, wantA, _ := call(http.DefaultClient, "POST", a.url.String()+"/score", "", irisBody)
 	_, wantB, _ := call(http.DefaultClient, "POST", b.url.String()+"/score", "", irisBody)
 	// Two idle connections for eight clients: connections come and go, as with http.DefaultClient.
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2}, Timeout: 10 * time.Second}
+	tr := &http.Transport{MaxIdleConnsPerHost: 2}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	var okA, okB, failed atomic.Int64
 	var firstErr atomic.Value
 	stop := make(chan struct{})
@@ -322,7 +327,7 @@ func TestHandoffFallsBackToProxying(t *testing.T) {
 	r.Handoff = filepath.Join(t.TempDir(), "missing.sock")
 	g.SetRoutes([]Route{r})
 	base, _ := serveGateway(t, g)
-	c := oneConn()
+	c := oneConn(t)
 	for i := range 5 {
 		if code, body, err := call(c, "POST", base+"/services/iris/score", "", irisBody); err != nil || code != 200 {
 			t.Fatalf("request %d: %d %q %v", i, code, body, err)
@@ -340,7 +345,7 @@ func TestHandedConnectionsOutliveTheGateway(t *testing.T) {
 	g := New(Config{})
 	g.SetRoutes([]Route{sc.route("iris")})
 	base, stop := serveGateway(t, g)
-	c := oneConn()
+	c := oneConn(t)
 	if code, _, err := call(c, "POST", base+"/services/iris/score", "", irisBody); err != nil || code != 200 {
 		t.Fatalf("%d %v", code, err)
 	}

@@ -3,7 +3,6 @@ package scorer
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,9 +51,11 @@ type handoffServer struct {
 
 	mu    sync.Mutex
 	live  map[*handedConn]struct{}
-	ctrls map[*net.UnixConn]struct{}
-	empty chan struct{} // closed when draining and live is empty
-	wg    sync.WaitGroup
+	ctrls map[*net.UnixConn]bool // gateway connections: true once it answered drain
+	// settled is closed once draining, with no connection served here and
+	// every gateway's drain answered: nothing more can arrive.
+	settled chan struct{}
+	wg      sync.WaitGroup
 }
 
 // listenHandoff creates the handoff socket at path (replacing a stale one).
@@ -72,10 +73,10 @@ func listenHandoff(s *Server, path string) (*handoffServer, error) {
 	}
 	h := &handoffServer{
 		s: s, log: s.cfg.Logger, ln: ln,
-		conns: handoff.NewListener(ln.Addr()),
-		live:  map[*handedConn]struct{}{},
-		ctrls: map[*net.UnixConn]struct{}{},
-		empty: make(chan struct{}),
+		conns:   handoff.NewListener(ln.Addr()),
+		live:    map[*handedConn]struct{}{},
+		ctrls:   map[*net.UnixConn]bool{},
+		settled: make(chan struct{}),
 	}
 	h.srv = &http.Server{
 		Handler:           h,
@@ -108,8 +109,11 @@ func (h *handoffServer) start() {
 				return
 			}
 			h.mu.Lock()
-			h.ctrls[ctrl] = struct{}{}
+			h.ctrls[ctrl] = false
 			h.mu.Unlock()
+			if h.draining.Load() {
+				h.notifyDrain(ctrl)
+			}
 			h.wg.Add(1)
 			go func() {
 				defer h.wg.Done()
@@ -123,7 +127,8 @@ func (h *handoffServer) start() {
 func (h *handoffServer) receive(ctrl *net.UnixConn) {
 	defer func() {
 		h.mu.Lock()
-		delete(h.ctrls, ctrl)
+		delete(h.ctrls, ctrl) // a gateway gone sends nothing more
+		h.checkSettled()
 		h.mu.Unlock()
 		ctrl.Close()
 	}()
@@ -136,19 +141,39 @@ func (h *handoffServer) receive(ctrl *net.UnixConn) {
 				h.log.Warn("handoff: message rejected", "err", err)
 				continue
 			}
+			h.log.Debug("handoff: gateway connection ends", "err", err)
 			return // the gateway went away, or close
 		}
-		if hdr.Kind != handoff.KindServe {
+		switch hdr.Kind {
+		case handoff.KindServe:
+		case handoff.KindDrained:
+			h.mu.Lock()
+			if _, ok := h.ctrls[ctrl]; ok {
+				h.ctrls[ctrl] = true
+			}
+			h.checkSettled()
+			h.mu.Unlock()
+			continue
+		default:
 			h.rejected.Add(1)
-			conn.Close()
+			if conn != nil {
+				conn.Close()
+			}
 			continue
 		}
 		hc := &handedConn{Conn: handoff.NewConn(conn, bytes.Clone(prefix)), ctrl: ctrl, hdr: hdr}
+		// Counted from now, not from when the server picks it up: a
+		// draining scorer waits for it (its first request is in prefix).
+		h.mu.Lock()
+		h.live[hc] = struct{}{}
+		h.mu.Unlock()
+		h.served.Add(1)
 		if !h.conns.Push(hc) {
+			h.served.Add(-1)
+			h.forget(hc)
 			conn.Close()
 			return
 		}
-		h.served.Add(1)
 	}
 }
 
@@ -157,27 +182,43 @@ func (h *handoffServer) connState(c net.Conn, st http.ConnState) {
 	if !ok {
 		return
 	}
-	switch st {
-	case http.StateNew:
-		h.mu.Lock()
-		h.live[hc] = struct{}{}
-		h.mu.Unlock()
-	case http.StateHijacked, http.StateClosed:
-		h.mu.Lock()
-		delete(h.live, hc)
-		if h.draining.Load() && len(h.live) == 0 {
-			h.closeEmpty()
-		}
-		h.mu.Unlock()
+	if st == http.StateClosed { // a hijacked one is forgotten by giveBack, once sent
+		h.forget(hc)
 	}
 }
 
-// closeEmpty closes h.empty once; h.mu is held.
-func (h *handoffServer) closeEmpty() {
+// forget drops a connection that is no longer served here.
+func (h *handoffServer) forget(hc *handedConn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.live, hc)
+	h.checkSettled()
+}
+
+// checkSettled closes h.settled when draining is done; h.mu is held.
+func (h *handoffServer) checkSettled() {
+	if !h.draining.Load() || len(h.live) > 0 {
+		return
+	}
+	for _, drained := range h.ctrls {
+		if !drained {
+			return
+		}
+	}
 	select {
-	case <-h.empty:
+	case <-h.settled:
 	default:
-		close(h.empty)
+		close(h.settled)
+	}
+}
+
+// notifyDrain asks the gateway on ctrl to send nothing more.
+func (h *handoffServer) notifyDrain(ctrl *net.UnixConn) {
+	if err := handoff.Notify(ctrl, handoff.KindDrain); err != nil {
+		h.mu.Lock()
+		delete(h.ctrls, ctrl) // it cannot send either
+		h.checkSettled()
+		h.mu.Unlock()
 	}
 }
 
@@ -185,14 +226,20 @@ func (h *handoffServer) closeEmpty() {
 // its connections, to give them back, before it closes the idle ones.
 const drainWindow = 5 * time.Second
 
-// drain starts giving every connection back at its next request.
+// drain starts giving every connection back at its next request, and asks
+// the gateways to send no more.
 func (h *handoffServer) drain() {
 	h.draining.Store(true)
 	h.mu.Lock()
-	if len(h.live) == 0 {
-		h.closeEmpty()
+	ctrls := make([]*net.UnixConn, 0, len(h.ctrls))
+	for c := range h.ctrls {
+		ctrls = append(ctrls, c)
 	}
+	h.checkSettled()
 	h.mu.Unlock()
+	for _, c := range ctrls {
+		h.notifyDrain(c)
+	}
 }
 
 // close waits up to window (and until ctx ends) for every connection to be
@@ -205,7 +252,7 @@ func (h *handoffServer) close(ctx context.Context, window time.Duration) error {
 	timer := time.NewTimer(window)
 	defer timer.Stop()
 	select {
-	case <-h.empty:
+	case <-h.settled:
 	case <-timer.C:
 	case <-ctx.Done():
 	}
@@ -256,7 +303,7 @@ func (h *handoffServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.giveBack(w, r, hc, handoff.ReasonForeign)
 		return
 	}
-	if hc.hdr.Key != "" && !keyMatches(r, hc.hdr.Key) {
+	if hc.hdr.KeySHA256 != "" && !handoff.KeyMatches(r.Header.Get("Authorization"), hc.hdr.KeySHA256) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mlfleet-edge"`)
 		if strings.HasPrefix(p, "/v2/") {
 			writeV2Error(w, http.StatusUnauthorized, "missing or wrong bearer key")
@@ -270,11 +317,6 @@ func (h *handoffServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.Path, u.RawPath = inner, ""
 	r2.URL = &u
 	h.s.mux.ServeHTTP(w, &r2)
-}
-
-func keyMatches(r *http.Request, key string) bool {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(key)) == 1
 }
 
 // giveBack hands the connection of r, with r unread, back to the gateway.
@@ -295,6 +337,7 @@ func (h *handoffServer) giveBack(w http.ResponseWriter, r *http.Request, hc *han
 		writeRaw(w, http.StatusServiceUnavailable, []byte(`{"error":{"code":"unavailable","message":"cannot hand the connection back"}}`))
 		return
 	}
+	defer h.forget(hc) // after the send: a draining scorer waits for it
 	defer conn.Close()
 	prefix := handoff.Hijacked(r, conn, brw)
 	sc, ok := conn.(syscall.Conn)

@@ -122,6 +122,7 @@ type Server struct {
 	concat   string // v2: the model input fed by the concatenated schema
 	started  atomic.Bool
 	shutdown atomic.Bool
+	ho       atomic.Pointer[handoffServer] // while Serve runs with a handoff socket
 }
 
 // New loads the manifest and the model, binds the schema to the model and
@@ -244,6 +245,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			s.cfg.Logger.Warn("scorer: no connection handoff", "err", err)
 		} else {
 			ho.start()
+			s.ho.Store(ho)
 		}
 	}
 	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}

@@ -12,6 +12,18 @@ import (
 	"github.com/mlfleet/mlfleet/shared/errclass"
 )
 
+// Notify sends a message of a kind that carries no connection.
+func Notify(uc *net.UnixConn, kind string) error {
+	msg, err := Encode(Header{Kind: kind}, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := uc.Write(msg); err != nil {
+		return errclass.Wrap(errclass.Unavailable, err, "handoff %s", kind)
+	}
+	return nil
+}
+
 // Send passes c, and prefix (bytes already read from it, to be served
 // first), over uc. The caller still owns c and closes its copy afterwards.
 func Send(uc *net.UnixConn, h Header, prefix []byte, c syscall.Conn) error {
@@ -44,7 +56,8 @@ func Send(uc *net.UnixConn, h Header, prefix []byte, c syscall.Conn) error {
 var ErrNoConn = errors.New("handoff message carries no connection")
 
 // Receive reads one message from uc and returns its header, its prefix and
-// the passed connection. Descriptors of a malformed message are closed.
+// the passed connection (nil for kinds that carry none). Descriptors of a
+// malformed message are closed.
 // buf must hold MaxMessage bytes; the prefix aliases it.
 func Receive(uc *net.UnixConn, buf []byte) (Header, []byte, net.Conn, error) {
 	oob := make([]byte, syscall.CmsgSpace(4*4))
@@ -73,6 +86,13 @@ func Receive(uc *net.UnixConn, buf []byte) (Header, []byte, net.Conn, error) {
 	if err != nil {
 		closeAll()
 		return Header{}, nil, nil, err
+	}
+	if !CarriesConn(h.Kind) {
+		closeAll()
+		if len(fds) > 0 {
+			return Header{}, nil, nil, errclass.Invalid("message", "a %s message carries %d descriptors, want none", h.Kind, len(fds))
+		}
+		return h, prefix, nil, nil
 	}
 	if len(fds) != 1 {
 		closeAll()

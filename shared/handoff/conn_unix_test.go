@@ -103,6 +103,34 @@ func TestReceiveWithoutDescriptor(t *testing.T) {
 	}
 }
 
+func TestNotify(t *testing.T) {
+	gw, sc := pair(t)
+	if err := Notify(sc, KindDrain); err != nil {
+		t.Fatal(err)
+	}
+	h, _, c, err := Receive(gw, make([]byte, MaxMessage))
+	if err != nil || h.Kind != KindDrain || c != nil {
+		t.Fatalf("got %+v %v %v, want a drain notice", h, c, err)
+	}
+	// A notice with a descriptor is refused (and the descriptor closed).
+	msg, _ := Encode(Header{Kind: KindDrained}, nil)
+	r, w, err := osPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, _, err := gw.WriteMsgUnix(msg, syscall.UnixRights(int(r.Fd())), nil); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if _, _, _, err := Receive(sc, make([]byte, MaxMessage)); err == nil {
+		t.Fatal("a drained notice with a descriptor was accepted")
+	}
+	if _, err := w.Write([]byte("x")); err == nil {
+		t.Fatal("the refused descriptor leaked")
+	}
+}
+
 func TestReceiveMalformedClosesDescriptor(t *testing.T) {
 	gw, sc := pair(t)
 	r, w, err := osPipe()

@@ -9,7 +9,13 @@
 // back the same way when a request on it is for another service, or when it
 // is draining before it stops; the gateway then routes it again.
 //
-// One message carries one descriptor and this payload:
+// A draining scorer first sends "drain"; the gateway stops handing it
+// connections and answers "drained". The socket is ordered, so every
+// connection sent before that answer arrives before it, and the scorer
+// knows when nothing more can come.
+//
+// A serve or return message carries one descriptor, drain and drained
+// none; each has this payload:
 //
 //	"MLFH"  magic
 //	1 byte  wire version (1)
@@ -21,9 +27,13 @@ package handoff
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/mlfleet/mlfleet/shared/errclass"
 )
@@ -45,7 +55,14 @@ const (
 	KindServe = "serve"
 	// KindReturn passes a connection from a scorer back to the gateway.
 	KindReturn = "return"
+	// KindDrain tells the gateway the scorer is stopping: send no more.
+	KindDrain = "drain"
+	// KindDrained answers KindDrain: nothing more will be sent.
+	KindDrained = "drained"
 )
+
+// CarriesConn reports whether messages of kind carry a descriptor.
+func CarriesConn(kind string) bool { return kind == KindServe || kind == KindReturn }
 
 // Reasons a scorer returns a connection.
 const (
@@ -62,9 +79,10 @@ type Header struct {
 	// /services/<Service>/... and /v2/models/<Model>/... (serve only).
 	Service string `json:"service,omitempty"`
 	Model   string `json:"model,omitempty"`
-	// Key, when not empty, is the bearer key every request must carry
-	// (serve only).
-	Key string `json:"key,omitempty"`
+	// KeySHA256, when not empty, is the hex SHA-256 of the bearer key every
+	// request must carry (serve only; the key itself never leaves the
+	// gateway). See KeyHash and KeyMatches.
+	KeySHA256 string `json:"keySha256,omitempty"`
 	// Reason says why a connection comes back (return only).
 	Reason string `json:"reason,omitempty"`
 }
@@ -79,17 +97,43 @@ func (h Header) Validate() error {
 		if h.Reason != "" {
 			return errclass.Invalid("reason", "reason %q is only for returned connections", h.Reason)
 		}
+		if h.KeySHA256 != "" && (len(h.KeySHA256) != 64 || strings.Trim(h.KeySHA256, "0123456789abcdef") != "") {
+			return errclass.Invalid("keySha256", "keySha256 %q is not 64 lowercase hex digits", h.KeySHA256)
+		}
 	case KindReturn:
 		if h.Reason != ReasonForeign && h.Reason != ReasonDraining {
 			return errclass.Invalid("reason", "reason %q is not %q or %q", h.Reason, ReasonForeign, ReasonDraining)
 		}
-		if h.Service != "" || h.Model != "" || h.Key != "" {
+		if h.Service != "" || h.Model != "" || h.KeySHA256 != "" {
 			return errclass.Invalid("kind", "a returned connection carries no service, model or key")
 		}
+	case KindDrain, KindDrained:
+		if h != (Header{Kind: h.Kind}) {
+			return errclass.Invalid("kind", "a %s message carries no other field", h.Kind)
+		}
 	default:
-		return errclass.Invalid("kind", "kind %q is not %q or %q", h.Kind, KindServe, KindReturn)
+		return errclass.Invalid("kind", "kind %q is not %q, %q, %q or %q", h.Kind, KindServe, KindReturn, KindDrain, KindDrained)
 	}
 	return nil
+}
+
+// KeyHash returns the KeySHA256 of key ("" for no key).
+func KeyHash(key string) string {
+	if key == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// KeyMatches reports whether the Authorization header value auth carries
+// the bearer key whose KeyHash is keyHash.
+func KeyMatches(auth, keyHash string) bool {
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(KeyHash(tok)), []byte(keyHash)) == 1
 }
 
 // Encode returns the payload of one message.

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mlfleet/mlfleet/shared/errclass"
@@ -18,12 +19,14 @@ func TestGolden(t *testing.T) {
 		h      Header
 		prefix string
 	}{
-		{"serve", Header{Kind: KindServe, Service: "iris", Model: "iris", Key: "k3y"},
+		{"serve", Header{Kind: KindServe, Service: "iris", Model: "iris", KeySHA256: KeyHash("k3y")},
 			"POST /services/iris/score HTTP/1.1\r\nHost: device\r\nContent-Length: 2\r\n\r\n{}"},
 		{"serve_nokey", Header{Kind: KindServe, Service: "rul"}, ""},
 		{"return_foreign", Header{Kind: KindReturn, Reason: ReasonForeign},
 			"GET /services/other/swagger.json HTTP/1.1\r\nHost: device\r\n\r\n"},
 		{"return_draining", Header{Kind: KindReturn, Reason: ReasonDraining}, ""},
+		{"drain", Header{Kind: KindDrain}, ""},
+		{"drained", Header{Kind: KindDrained}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -81,7 +84,12 @@ func TestDecodeRefuses(t *testing.T) {
 		{"serve without service", withHeader(`{"kind":"serve"}`), "service"},
 		{"serve with reason", withHeader(`{"kind":"serve","service":"a","reason":"foreign"}`), "reason"},
 		{"return without reason", withHeader(`{"kind":"return"}`), "reason"},
-		{"return with key", withHeader(`{"kind":"return","reason":"draining","key":"k"}`), "kind"},
+		{"return with key", withHeader(`{"kind":"return","reason":"draining","keySha256":"` + KeyHash("k") + `"}`), "kind"},
+		{"short key hash", withHeader(`{"kind":"serve","service":"a","keySha256":"abc"}`), "keySha256"},
+		{"upper-case key hash", withHeader(`{"kind":"serve","service":"a","keySha256":"` + strings.ToUpper(KeyHash("k")) + `"}`), "keySha256"},
+		{"drain with a reason", withHeader(`{"kind":"drain","reason":"draining"}`), "kind"},
+		{"drained with a service", withHeader(`{"kind":"drained","service":"a"}`), "kind"},
+		{"old key field", withHeader(`{"kind":"serve","service":"a","key":"k"}`), "header"},
 		{"too large", append(good, make([]byte, MaxMessage)...), "message"},
 	}
 	for _, c := range cases {
@@ -97,6 +105,29 @@ func TestDecodeRefuses(t *testing.T) {
 	}
 }
 
+func TestKeyMatches(t *testing.T) {
+	h := KeyHash("s3cret")
+	cases := []struct {
+		auth string
+		want bool
+	}{
+		{"Bearer s3cret", true},
+		{"Bearer s3cret ", false},
+		{"bearer s3cret", false},
+		{"s3cret", false},
+		{"Bearer wrong", false},
+		{"", false},
+	}
+	for _, c := range cases {
+		if got := KeyMatches(c.auth, h); got != c.want {
+			t.Errorf("KeyMatches(%q) = %v, want %v", c.auth, got, c.want)
+		}
+	}
+	if KeyHash("") != "" {
+		t.Error("the hash of no key is not empty")
+	}
+}
+
 func TestEncodeRefusesOversize(t *testing.T) {
 	_, err := Encode(Header{Kind: KindServe, Service: "iris"}, make([]byte, MaxMessage))
 	if !errclass.Is(err, errclass.TooLarge) {
@@ -105,7 +136,7 @@ func TestEncodeRefusesOversize(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, name := range []string{"serve", "serve_nokey", "return_foreign", "return_draining"} {
+	for _, name := range []string{"serve", "serve_nokey", "return_foreign", "return_draining", "drain", "drained"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name+".golden"))
 		if err != nil {
 			f.Fatal(err)
