@@ -114,6 +114,20 @@ func TestNotify(t *testing.T) {
 	}
 	// A notice with a descriptor is refused (and the descriptor closed).
 	msg, _ := Encode(Header{Kind: KindDrained}, nil)
+	refusedAndClosed(t, gw, sc, msg)
+}
+
+// TestReceiveMalformedClosesDescriptor: garbage with a descriptor is
+// refused and the descriptor closed.
+func TestReceiveMalformedClosesDescriptor(t *testing.T) {
+	gw, sc := pair(t)
+	refusedAndClosed(t, gw, sc, []byte("garbage"))
+}
+
+// refusedAndClosed sends msg with a pipe's read end from gw; Receive on sc
+// must refuse it and close the received copy (the pipe's last reader).
+func refusedAndClosed(t *testing.T, gw, sc *net.UnixConn, msg []byte) {
+	t.Helper()
 	r, w, err := osPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -124,28 +138,8 @@ func TestNotify(t *testing.T) {
 	}
 	r.Close()
 	if _, _, _, err := Receive(sc, make([]byte, MaxMessage)); err == nil {
-		t.Fatal("a drained notice with a descriptor was accepted")
+		t.Fatalf("%q with a descriptor accepted", msg)
 	}
-	if _, err := w.Write([]byte("x")); err == nil {
-		t.Fatal("the refused descriptor leaked")
-	}
-}
-
-func TestReceiveMalformedClosesDescriptor(t *testing.T) {
-	gw, sc := pair(t)
-	r, w, err := osPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if _, _, err := gw.WriteMsgUnix([]byte("garbage"), syscall.UnixRights(int(r.Fd())), nil); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	if _, _, _, err := Receive(sc, make([]byte, MaxMessage)); err == nil {
-		t.Fatal("garbage accepted")
-	}
-	// The received copy was closed: the pipe's last reader is gone.
 	if _, err := w.Write([]byte("x")); err == nil {
 		t.Fatal("write to a pipe with no reader succeeded: a descriptor leaked")
 	}
