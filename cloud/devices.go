@@ -796,5 +796,8 @@ func (s *Service) storeTelemetry(tx Tx, devicePath string, t *twin.Telemetry) er
 	return tx.Put(fmt.Sprintf("%s/telemetry/%020d", devicePath, t.Seq), t)
 }
 
-// keepTelemetry is how many telemetry batches the cloud keeps per device.
-const keepTelemetry = 1000
+// keepTelemetry is how many telemetry batches the cloud keeps per device:
+// two hours at the daemon's default 60 s window, what rollout SLO gates
+// read. A batch with two services (a few hundred counter and latency-bucket
+// series, and the drift profiles) is about 40 kB: some 5 MB per device.
+const keepTelemetry = 120
