@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mlfleet/mlfleet/shared/errclass"
@@ -167,6 +168,9 @@ type DeviceBus interface {
 // Endpoints tells devices where the cloud's services are.
 type Endpoints struct {
 	Cloud, MQTT, Registry string
+	// RegistryPlainHTTP: the embedded registry speaks HTTP (the cloud URL
+	// is http://); devices are told so with every pull credential.
+	RegistryPlainHTTP bool
 }
 
 // SetDeviceBus connects the service to the devices' message bus and tells
@@ -517,7 +521,7 @@ func (s *Service) publishDesired(ctx context.Context, d *twin.Desired) {
 	if bus == nil || d == nil {
 		return
 	}
-	d = s.withPullCredentials(ctx, d, ep.Registry)
+	d = s.withPullCredentials(ctx, d, ep)
 	// The store holds the truth: a publish that fails is retried by
 	// RunDesiredRetries, and a device asks again on every reconnect.
 	if err := bus.PublishDesired(context.WithoutCancel(ctx), *d); err != nil {
@@ -600,29 +604,70 @@ func (s *Service) republish(ctx context.Context, want func(id string) bool) {
 // failing pull may take a while).
 const pullTokenTTL = 24 * time.Hour
 
-// withPullCredentials returns a copy of d whose services pulling from the
-// cloud's own registry carry fresh pull tokens scoped to their repository.
-// Stored desired states never hold credentials; they are made at publish time.
-func (s *Service) withPullCredentials(ctx context.Context, d *twin.Desired, registryHost string) *twin.Desired {
-	if registryHost == "" {
-		return d
-	}
+// withPullCredentials returns a copy of d whose services say how to reach
+// their registry: pulling from the cloud's own registry, a fresh pull token
+// scoped to the repository; from one of the account's external registries,
+// its stored credential. Stored desired states never hold credentials; they
+// are made at publish time.
+func (s *Service) withPullCredentials(ctx context.Context, d *twin.Desired, ep Endpoints) *twin.Desired {
 	out := *d
 	out.Services = append([]twin.ServiceSpec(nil), d.Services...)
+	var external []ExternalRegistry // the device's account's, read once if needed
+	readExternal := sync.OnceFunc(func() { external = s.deviceRegistries(ctx, d.Device) })
 	for i, svc := range out.Services {
-		rest, ok := strings.CutPrefix(svc.Image, registryHost+"/")
-		if !ok || svc.Pull != nil {
+		if svc.Pull != nil {
 			continue
 		}
-		repo, _, _ := strings.Cut(rest, "@")
-		tok, exp, err := s.PullToken(ctx, repo, d.Device, pullTokenTTL)
-		if err != nil {
-			slog.Warn("make pull token", "device", d.Device, "repo", repo, "err", err)
+		if rest, ok := strings.CutPrefix(svc.Image, ep.Registry+"/"); ok && ep.Registry != "" {
+			repo, _, _ := strings.Cut(rest, "@")
+			tok, exp, err := s.PullToken(ctx, repo, d.Device, pullTokenTTL)
+			if err != nil {
+				slog.Warn("make pull token", "device", d.Device, "repo", repo, "err", err)
+				continue
+			}
+			out.Services[i].Pull = &twin.PullAuth{Username: d.Device, Password: tok, ExpiresAt: exp, PlainHTTP: ep.RegistryPlainHTTP}
 			continue
 		}
-		out.Services[i].Pull = &twin.PullAuth{Username: d.Device, Password: tok, ExpiresAt: exp}
+		readExternal()
+		for _, r := range external {
+			prefix := r.Host + "/"
+			if r.Prefix != "" {
+				prefix += r.Prefix + "/"
+			}
+			if strings.HasPrefix(svc.Image, prefix) && (r.HasPassword || r.Username != "" || r.Insecure) {
+				out.Services[i].Pull = &twin.PullAuth{Username: r.Username, Password: r.Password, PlainHTTP: r.Insecure}
+				break
+			}
+		}
 	}
 	return &out
+}
+
+// deviceRegistries returns the external registries of the device's account,
+// passwords included (nil when there are none or on error).
+func (s *Service) deviceRegistries(ctx context.Context, device string) []ExternalRegistry {
+	var out []ExternalRegistry
+	err := s.store.View(ctx, func(tx Tx) error {
+		path, err := s.deviceByID(tx, device)
+		if err != nil {
+			return err
+		}
+		acct, _, _ := strings.Cut(path, "/devices/")
+		_, err = tx.List(acct+"/registries", 1, "", 1000, func(raw []byte) error {
+			var r ExternalRegistry
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		slog.Warn("read the external registries of a device's account", "device", device, "err", err)
+		return nil
+	}
+	return out
 }
 
 // deviceByID finds a device's path from its id.

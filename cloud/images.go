@@ -72,7 +72,9 @@ type BuildRequest struct {
 	Username string
 	Password string
 	Insecure bool
-	Logf     func(format string, args ...any)
+	// Local: the target is the cloud's own registry.
+	Local bool
+	Logf  func(format string, args ...any)
 }
 
 // BuildResult is what a build pushed.
@@ -222,7 +224,7 @@ func (s *Service) buildImage(ctx context.Context, builder ImageBuilder, target R
 		return "", err
 	}
 	req := BuildRequest{Repository: target.Host + "/" + repo, Tag: in.Tag, Manifest: canonical, Files: mf.Spec.Scoring.Files,
-		Base: mf.Spec.Scoring.BaseImage, Insecure: target.Insecure, Logf: logf,
+		Base: mf.Spec.Scoring.BaseImage, Insecure: target.Insecure, Local: target.external == nil, Logf: logf,
 		Labels: map[string]string{
 			"mlfleet.manifest":        mf.Name + ":" + strconv.Itoa(mf.Version),
 			"mlfleet.manifest.digest": mf.Digest,

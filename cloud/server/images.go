@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,12 +68,18 @@ type builder struct {
 	scorers map[imagebuild.Platform]string
 	cache   *imagebuild.LayerCache
 	tmpDir  string
+	// local reaches the embedded registry: pushes to its advertised host
+	// dial the listen address, so they never leave the machine.
+	local http.RoundTripper
 }
 
 func (b *builder) Build(ctx context.Context, req cloud.BuildRequest) (*cloud.BuildResult, error) {
 	spec := imagebuild.Spec{
 		Repository: req.Repository, Tag: req.Tag, Scorers: b.scorers, Manifest: req.Manifest, Base: req.Base,
 		Labels: req.Labels, Insecure: req.Insecure, Cache: b.cache, Log: req.Logf,
+	}
+	if req.Local {
+		spec.Transport = b.local
 	}
 	if req.Username != "" || req.Password != "" {
 		spec.Auth = &authn.Basic{Username: req.Username, Password: req.Password}
@@ -146,7 +153,10 @@ func (s *Server) newBuilder() error {
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return err
 	}
-	s.svc.SetImageBuilder(&builder{scorers: scorers, cache: imagebuild.NewLayerCache(64), tmpDir: tmp},
-		cloud.RegistryTarget{Host: s.Addr(), Insecure: true})
+	// The embedded registry is served on the API's plain-HTTP listener:
+	// pushes reach it there (Insecure), whatever devices call it.
+	host, _ := s.registryHost()
+	s.svc.SetImageBuilder(&builder{scorers: scorers, cache: imagebuild.NewLayerCache(64), tmpDir: tmp, local: imagebuild.LocalTransport(host, s.Addr())},
+		cloud.RegistryTarget{Host: host, Insecure: true})
 	return nil
 }

@@ -57,12 +57,20 @@ func buildScorers(t testing.TB) string {
 
 func startBuildServer(t *testing.T) *cloudUnderTest {
 	t.Helper()
+	return startBuildServerWith(t, func(*Config) {})
+}
+
+// startBuildServerWith is startBuildServer with set changing the config.
+func startBuildServerWith(t *testing.T, set func(*Config)) *cloudUnderTest {
+	t.Helper()
 	dir := t.TempDir()
 	tok, err := Init(context.Background(), dir, "admin", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{DataDir: dir, Addr: "127.0.0.1:0", ScorerDir: buildScorers(t)})
+	cfg := Config{DataDir: dir, Addr: "127.0.0.1:0", ScorerDir: buildScorers(t)}
+	set(&cfg)
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

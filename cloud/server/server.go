@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/mlfleet/mlfleet/cloud/internal/mosquitto"
 	"github.com/mlfleet/mlfleet/cloud/internal/mqttbus"
 	"github.com/mlfleet/mlfleet/cloud/internal/registry"
+	"github.com/mlfleet/mlfleet/shared/errclass"
 )
 
 // Config configures the cloud.
@@ -108,6 +110,12 @@ type Server struct {
 // Run serves.
 func New(cfg Config) (*Server, error) {
 	cfg.defaults()
+	if cfg.AdvertiseURL != "" {
+		u, err := url.Parse(cfg.AdvertiseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, errclass.Invalid("advertise-url", "advertise URL %q is not http(s)://host[:port]", cfg.AdvertiseURL)
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -200,7 +208,8 @@ func (s *Server) newMQTT() error {
 		return err
 	}
 	s.bus = bus
-	ep := cloud.Endpoints{Cloud: s.cfg.AdvertiseURL, MQTT: s.cfg.AdvertiseMQTT, Registry: s.Addr()}
+	ep := cloud.Endpoints{Cloud: s.cfg.AdvertiseURL, MQTT: s.cfg.AdvertiseMQTT}
+	ep.Registry, ep.RegistryPlainHTTP = s.registryHost()
 	if ep.Cloud == "" {
 		ep.Cloud = s.URL()
 	}
@@ -229,6 +238,17 @@ func (s *Server) MQTTURL() string {
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// registryHost is the host[:port] of the embedded registry in image
+// references and for devices (it is served on the API's listener): the
+// advertised cloud URL's host, else the listen address; and whether it
+// speaks plain HTTP.
+func (s *Server) registryHost() (host string, plainHTTP bool) {
+	if u, err := url.Parse(s.cfg.AdvertiseURL); err == nil && u.Host != "" {
+		return u.Host, u.Scheme == "http"
+	}
+	return s.Addr(), true
+}
 
 // URL is the server's base URL.
 func (s *Server) URL() string { return "http://" + s.Addr() }

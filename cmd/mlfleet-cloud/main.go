@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		mqttPassFile := fs.String("mqtt-password-file", env("MLFLEET_MQTT_PASSWORD_FILE", ""), "file holding the cloud's password on the external broker")
 		mosqDir := fs.String("mosquitto-dir", env("MLFLEET_MOSQUITTO_DIR", ""), "with --mqtt-url: keep mosquitto's password, ACL and config files here (include_dir it)")
 		mosqPID := fs.String("mosquitto-pid-file", env("MLFLEET_MOSQUITTO_PID_FILE", ""), "mosquitto's pid file, to make it reload its password file")
-		advertise := fs.String("advertise-url", env("MLFLEET_ADVERTISE_URL", ""), "cloud URL told to enrolling devices (default: the listen address)")
+		advertise := fs.String("advertise-url", env("MLFLEET_ADVERTISE_URL", ""), "cloud URL told to enrolling devices, and the registry host in image names (default: the listen address)")
 		advertiseMQTT := fs.String("advertise-mqtt", env("MLFLEET_ADVERTISE_MQTT", ""), "MQTT URL told to enrolling devices (default: the broker's address)")
 		if fs.Parse(args) != nil {
 			return 2

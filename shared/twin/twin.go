@@ -160,11 +160,15 @@ type Probe struct {
 	FailureThreshold int    `json:"failureThreshold,omitempty"` // consecutive failures; default 3
 }
 
-// PullAuth is a registry credential.
+// PullAuth is how a device reaches a service's registry: a credential
+// (both empty for an anonymous pull) valid until ExpiresAt (zero: no
+// expiry), and whether the registry speaks plain HTTP. Images are pulled by
+// digest, so their content is checked either way.
 type PullAuth struct {
 	Username  string    `json:"username"`
 	Password  string    `json:"password"`
 	ExpiresAt time.Time `json:"expiresAt"`
+	PlainHTTP bool      `json:"plainHTTP,omitempty"`
 }
 
 // Phase is where a service is on a device.

@@ -24,7 +24,7 @@ func sampleDesired() *Desired {
 		Name: "iris", Image: img, Port: 8080, Env: map[string]string{"LOG_LEVEL": "info"},
 		Resources: Resources{MemoryBytes: 64 << 20, CPUMillis: 500},
 		Health:    Probe{Path: "/healthz", StartTimeoutMs: 30000},
-		Pull:      &PullAuth{Username: "d-1", Password: "secret", ExpiresAt: t0.Add(time.Hour)},
+		Pull:      &PullAuth{Username: "d-1", Password: "secret", ExpiresAt: t0.Add(time.Hour), PlainHTTP: true},
 	}}}
 }
 

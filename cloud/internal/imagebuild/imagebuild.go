@@ -182,6 +182,9 @@ type Spec struct {
 	// files (the scorer binaries, above all) are hashed once. Files must
 	// not be rewritten in place with the same size and modification time.
 	Cache *LayerCache
+	// Transport, if set, carries the registry requests (default: the
+	// go-containerregistry default transport).
+	Transport http.RoundTripper
 
 	transport http.RoundTripper // set by Build to count uploaded bytes
 }

@@ -35,6 +35,9 @@ var retryBackoff = remote.Backoff{Duration: 1e9, Factor: 3, Jitter: 0.1, Steps: 
 // Unauthenticated; a refused push PermissionDenied.
 func Build(ctx context.Context, spec Spec) (*Result, error) {
 	ct := &countingTransport{base: remote.DefaultTransport}
+	if spec.Transport != nil {
+		ct.base = spec.Transport
+	}
 	spec.transport = ct
 	b, err := build(ctx, &spec)
 	if err != nil {
@@ -119,6 +122,21 @@ func (s *Spec) nameOptions() []name.Option {
 		return []name.Option{name.Insecure}
 	}
 	return nil
+}
+
+// LocalTransport returns a transport that reaches host (a registry's
+// advertised host[:port]) at addr instead: a cloud pushes to its own
+// registry without leaving the machine, whatever name devices know it by.
+func LocalTransport(host, addr string) http.RoundTripper {
+	tr := remote.DefaultTransport.(*http.Transport).Clone()
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+		if a == host || a == host+":80" || a == host+":443" {
+			a = addr
+		}
+		return dial(ctx, network, a)
+	}
+	return tr
 }
 
 // countingTransport counts request body bytes and reports blobs the

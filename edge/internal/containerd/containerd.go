@@ -250,19 +250,29 @@ func (r *Runtime) Pull(ctx context.Context, image string, auth *twin.PullAuth) e
 }
 
 // resolver makes a registry resolver with auth's credentials (for every
-// host: the credentials are scoped to the one image being pulled).
+// host: the credentials are scoped to the one image being pulled). It
+// speaks plain HTTP to localhost, and to every host when auth says the
+// registry does (the image's own; a pull by digest never leaves it).
 func resolver(auth *twin.PullAuth) remotes.Resolver {
 	var opts []docker.AuthorizerOpt
-	if auth != nil {
+	if auth != nil && (auth.Username != "" || auth.Password != "") {
 		user, pass := auth.Username, auth.Password
 		opts = append(opts, docker.WithAuthCreds(func(string) (string, string, error) { return user, pass, nil }))
 	}
 	return docker.NewResolver(docker.ResolverOptions{
 		Hosts: docker.ConfigureDefaultRegistries(
 			docker.WithAuthorizer(docker.NewDockerAuthorizer(opts...)),
-			docker.WithPlainHTTP(docker.MatchLocalhost),
+			docker.WithPlainHTTP(plainHTTP(auth)),
 		),
 	})
+}
+
+// plainHTTP says which registry hosts a pull with auth talks HTTP to.
+func plainHTTP(auth *twin.PullAuth) func(host string) (bool, error) {
+	if auth != nil && auth.PlainHTTP {
+		return docker.MatchAllHosts
+	}
+	return docker.MatchLocalhost
 }
 
 // HasImage reports whether image is stored and unpacked for the snapshotter.

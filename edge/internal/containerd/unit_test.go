@@ -238,6 +238,27 @@ func TestSpecGolden(t *testing.T) {
 	}
 }
 
+func TestPlainHTTP(t *testing.T) {
+	tests := []struct {
+		auth *twin.PullAuth
+		host string
+		want bool
+	}{
+		{nil, "localhost:5000", true},
+		{nil, "127.0.0.1:5000", true},
+		{nil, "registry.example:5000", false},
+		{&twin.PullAuth{Username: "u", Password: "p"}, "registry.example:5000", false},
+		{&twin.PullAuth{PlainHTTP: true}, "registry.example:5000", true},
+		{&twin.PullAuth{Username: "u", Password: "p", PlainHTTP: true}, "10.0.0.7:8480", true},
+	}
+	for _, tt := range tests {
+		got, err := plainHTTP(tt.auth)(tt.host)
+		if err != nil || got != tt.want {
+			t.Errorf("plainHTTP(%+v)(%q) = %v, %v; want %v", tt.auth, tt.host, got, err, tt.want)
+		}
+	}
+}
+
 func TestClassOf(t *testing.T) {
 	tests := []struct {
 		err  error
