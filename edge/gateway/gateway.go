@@ -234,6 +234,20 @@ func (g *Gateway) SetRoutes(routes []Route) {
 		t.models[model] = e
 	}
 	g.routes.Store(t)
+	if g.adopted.Load() != nil {
+		g.connectAll()
+	}
+}
+
+// connectAll opens the handoff connection of every routed scorer that has
+// none, so that each scorer can give connections back to this gateway even
+// when an earlier gateway (before a daemon restart) handed them over.
+func (g *Gateway) connectAll() {
+	for _, e := range g.routes.Load().services {
+		if e.b.handoff != "" {
+			g.control(e.b)
+		}
+	}
 }
 
 // Routes returns the service names routed now, with their backends.
@@ -510,6 +524,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	if !g.adopted.CompareAndSwap(nil, adopted) {
 		return errors.New("gateway: Serve called twice")
 	}
+	g.connectAll()
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- srv.Serve(adopted) }()

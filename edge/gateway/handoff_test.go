@@ -356,3 +356,50 @@ func TestHandedConnectionsOutliveTheGateway(t *testing.T) {
 		}
 	}
 }
+
+// TestHandedConnectionsMoveOnAfterAGatewayRestart: connections handed over
+// by a gateway that has since stopped (a daemon restart) come back to the new
+// gateway when their scorer drains, and go on to the new version.
+func TestHandedConnectionsMoveOnAfterAGatewayRestart(t *testing.T) {
+	a := startScorer(t, "iris_logreg.onnx", false)
+	b := startScorer(t, "iris_mlp.onnx", false)
+	_, wantA, _ := call(http.DefaultClient, "POST", a.url.String()+"/score", "", irisBody)
+	_, wantB, _ := call(http.DefaultClient, "POST", b.url.String()+"/score", "", irisBody)
+
+	g1 := New(Config{})
+	g1.SetRoutes([]Route{a.route("iris")})
+	base, stop1 := serveGateway(t, g1)
+	c := oneConn(t)
+	if _, body, err := call(c, "POST", base+"/services/iris/score", "", irisBody); err != nil || body != wantA {
+		t.Fatalf("first request: %q %v", body, err)
+	}
+	stop1() // the daemon restarts: A keeps the connection
+
+	g2 := New(Config{})
+	g2.SetRoutes([]Route{a.route("iris")})
+	base2, _ := serveGateway(t, g2)
+	waitFor(t, "the new gateway", func() bool { code, _, _ := call(http.DefaultClient, "GET", base2+"/healthz", "", ""); return code == 200 })
+	g2.SetRoutes([]Route{b.route("iris")}) // blue/green: route to B, then stop A
+	stopped := make(chan struct{})
+	go func() { a.stop(); <-a.done; a.done <- nil; close(stopped) }()
+
+	// The old connection keeps working: answered by A until it drains, then
+	// given back to the new gateway and answered by B.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, body, err := call(c, "POST", base+"/services/iris/score", "", irisBody)
+		if err != nil || (body != wantA && body != wantB) {
+			t.Fatalf("request on the old connection: %q %v", body, err)
+		}
+		if body == wantB {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the old connection never moved to B")
+		}
+	}
+	<-stopped
+	if _, returned, _ := g2.HandoffStats(); returned == 0 {
+		t.Fatal("the new gateway got nothing back")
+	}
+}

@@ -341,15 +341,31 @@ func (h *handoffServer) giveBack(w http.ResponseWriter, r *http.Request, hc *han
 	defer conn.Close()
 	prefix := handoff.Hijacked(r, conn, brw)
 	sc, ok := conn.(syscall.Conn)
-	if ok {
-		err = handoff.Send(hc.ctrl, handoff.Header{Kind: handoff.KindReturn, Reason: reason}, prefix, sc)
+	ctrl := h.ctrlFor(hc)
+	if ok && ctrl != nil {
+		err = handoff.Send(ctrl, handoff.Header{Kind: handoff.KindReturn, Reason: reason}, prefix, sc)
 	}
-	if !ok || err != nil {
+	if !ok || ctrl == nil || err != nil {
 		h.log.Warn("handoff: cannot hand a connection back", "reason", reason, "err", err)
 		_, _ = conn.Write([]byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
 		return
 	}
 	h.returned.Add(1)
+}
+
+// ctrlFor returns the gateway connection to give hc back on: the one it came
+// over, or, if that gateway is gone (the daemon restarted), any other; nil
+// when no gateway is connected.
+func (h *handoffServer) ctrlFor(hc *handedConn) *net.UnixConn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.ctrls[hc.ctrl]; ok {
+		return hc.ctrl
+	}
+	for c := range h.ctrls {
+		return c
+	}
+	return nil
 }
 
 // handedConn is a client connection the gateway handed over.
