@@ -254,6 +254,19 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 
 const irisRow = `{"input_df":[{"X":[5.1,3.5,1.4,0.2]},{"X":[6.7,3.0,5.2,2.3]}]}`
 
+// getJSON decodes the JSON answer of GET u.
+func getJSON(u string, out any) error {
+	resp, err := http.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
 // score calls the gateway; it returns the status and the labels.
 func score(gw string) (int, []int64, error) {
 	resp, err := http.Post(gw+"/services/iris/score", "application/json", strings.NewReader(irisRow))
@@ -359,6 +372,18 @@ func endToEnd(t *testing.T, c *cloudAPI) {
 	t.Logf("blue/green update under load: %d requests, %d failed", ok.Load()+failed.Load(), failed.Load())
 	if failed.Load() != 0 || ok.Load() == 0 {
 		t.Errorf("update under load: %d ok, %d failed (last: %v)", ok.Load(), failed.Load(), lastErr.Load())
+	}
+	// The load went through connection handoff, and v1 gave its connections
+	// back when it drained.
+	var health struct {
+		Handoff struct{ HandedOff, Returned, Rejected int64 } `json:"handoff"`
+	}
+	if err := getJSON(gw+"/healthz", &health); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("gateway handoff: %+v", health.Handoff)
+	if health.Handoff.HandedOff == 0 || health.Handoff.Returned == 0 || health.Handoff.Rejected != 0 {
+		t.Errorf("gateway handoff counters %+v: want connections handed off and given back, none refused", health.Handoff)
 	}
 
 	// An image that does not exist: Failed with the reason; v2 keeps serving.

@@ -1,7 +1,7 @@
 // Package gateway is mlfleet-edge's local scoring gateway: one HTTP port in
 // front of every scoring service on the device.
 //
-//	/healthz                        the gateway's own health
+//	/healthz                        the gateway's own health and handoff counters
 //	/services/{name}/score          Azure-ML style scoring  -> backend /score
 //	/services/{name}/swagger.json   the service's Swagger   -> backend /swagger.json
 //	/services/{name}/invocations    MLflow scoring          -> backend /invocations
@@ -278,7 +278,9 @@ func (g *Gateway) CloseIdleConnections() {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	if p == "/healthz" {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "services": len(g.routes.Load().services)})
+		handed, returned, rejected := g.HandoffStats()
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "services": len(g.routes.Load().services),
+			"handoff": map[string]int64{"handedOff": handed, "returned": returned, "rejected": rejected}})
 		return
 	}
 	if len(g.key) > 0 && !g.authorized(r) {
