@@ -378,7 +378,10 @@ func TestHandedConnectionsMoveOnAfterAGatewayRestart(t *testing.T) {
 	g2 := New(Config{})
 	g2.SetRoutes([]Route{a.route("iris")})
 	base2, _ := serveGateway(t, g2)
-	waitFor(t, "the new gateway", func() bool { code, _, _ := call(http.DefaultClient, "GET", base2+"/healthz", "", ""); return code == 200 })
+	waitFor(t, "the new gateway", func() bool {
+		code, _, _ := call(http.DefaultClient, "GET", base2+"/healthz", "", "")
+		return code == 200
+	})
 	g2.SetRoutes([]Route{b.route("iris")}) // blue/green: route to B, then stop A
 	stopped := make(chan struct{})
 	go func() { a.stop(); <-a.done; a.done <- nil; close(stopped) }()
