@@ -207,7 +207,7 @@ func (c *cloudAPI) setDesired(id string, services ...twin.ServiceSpec) {
 }
 
 // startEdge enrolls and runs a real mlfleet-edge daemon on containerd.
-func startEdge(t *testing.T, c *cloudAPI) (*edge.Daemon, string) {
+func startEdge(t *testing.T, c *cloudAPI, opts ...func(*edge.Config)) (*edge.Daemon, string) {
 	t.Helper()
 	var et cloud.EnrollmentToken
 	c.json("POST", acctPath+"/enrollmentTokens", `{"labels":{"site":"lab"}}`, 201, &et)
@@ -218,9 +218,13 @@ func startEdge(t *testing.T, c *cloudAPI) (*edge.Daemon, string) {
 		t.Fatal(err)
 	}
 	ns := fmt.Sprintf("mlfleet-e2e-%d", time.Now().UnixNano())
-	d, err := daemon.Open(ctx, edge.Config{DataDir: dir, GatewayAddr: "127.0.0.1:0", ContainerdAddress: containerdSocket(t),
+	cfg := edge.Config{DataDir: dir, GatewayAddr: "127.0.0.1:0", ContainerdAddress: containerdSocket(t),
 		ContainerdNamespace: ns, HealthInterval: 200 * time.Millisecond, ReconcileInterval: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	d, err := daemon.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,13 @@ package examples
 import (
 	"fmt"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/mlfleet/mlfleet/cloud"
+	"github.com/mlfleet/mlfleet/edge"
 	"github.com/mlfleet/mlfleet/shared/twin"
 )
 
@@ -84,4 +87,60 @@ func TestRolloutRevertOnContainerd(t *testing.T) {
 			t.Fatalf("after the revert, %s: %d %v %v", gw, st, labels, err)
 		}
 	}
+}
+
+// TestRolloutSLOGateOnContainerd runs an SLO gate on a real device, the
+// whole path: the scorer's latency histogram, scraped by mlfleet-edge into
+// telemetry (buckets kept), stored by the cloud and read during the soak. A
+// gate no real latency meets (p99 at most 0.0001 ms) fails the device, the
+// rollout stops and the device serves v1 again.
+func TestRolloutSLOGateOnContainerd(t *testing.T) {
+	c := startCloud(t)
+	v1 := c.image("iris", "testdata/iris_logreg.onnx")
+	c.image("iris", "testdata/iris_mlp.onnx")
+	d, gw := startEdge(t, c, func(cfg *edge.Config) { cfg.TelemetryWindow = time.Second })
+	c.json("POST", acctPath+"/environments", `{"name":"lab","selector":{"site":"lab"}}`, 201, nil)
+	var created struct {
+		Rollout cloud.Rollout `json:"rollout"`
+	}
+	c.json("POST", acctPath+"/services", `{"name":"iris","environment":"lab","image":"iris:1"}`, 201, &created)
+	t.Cleanup(func() { c.json("DELETE", acctPath+"/services/iris", "", 204, nil) })
+	var ro cloud.Rollout
+	eventually(t, 3*time.Minute, "v1 rolled out", func() bool {
+		c.json("GET", acctPath+"/services/iris/rollouts/"+created.Rollout.ID, "", 200, &ro)
+		return ro.State == cloud.RolloutSucceeded
+	})
+
+	// Steady scoring traffic for the device to report.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _, _ = score(gw)
+		}
+	})
+	t.Cleanup(func() { close(stop); wg.Wait() })
+
+	c.json("POST", acctPath+"/services/iris/rollouts", `{"image":"iris:2","soakSeconds":6,"slo":{"maxP99Ms":0.0001}}`, 201, &ro)
+	eventually(t, 3*time.Minute, "the SLO gate stops the rollout", func() bool {
+		c.json("GET", acctPath+"/services/iris/rollouts/"+ro.ID, "", 200, &ro)
+		if ro.State == cloud.RolloutSucceeded {
+			t.Fatalf("a rollout past an impossible SLO gate succeeded: %+v", ro)
+		}
+		return ro.State == cloud.RolloutReverted
+	})
+	t.Logf("rollout %s: %s; devices %v", ro.ID, ro.Message, ro.Devices)
+	o, ok := ro.Devices[d.DeviceID()]
+	if !ok || !strings.Contains(o.Reason, "slo: p99") {
+		t.Fatalf("device outcome %+v, want failed by the p99 gate", o)
+	}
+	eventually(t, time.Minute, "the device serves v1 again", func() bool {
+		s := serviceStatus(c.device(d.DeviceID()), "iris")
+		return s.Phase == twin.Running && s.Image == v1.Reference
+	})
 }
