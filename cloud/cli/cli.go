@@ -137,6 +137,7 @@ the file; --cloud and --token override both.`,
 		a.userCmd(), a.tokenCmd(), a.roleCmd(),
 		a.modelCmd(), a.manifestCmd(), a.deviceCmd(), a.operationCmd(),
 		a.imageCmd(), a.environmentCmd(), a.serviceCmd(), a.rolloutCmd(),
+		a.registryCmd(),
 	)
 	root.InitDefaultHelpCmd()
 	for _, c := range root.Commands() {

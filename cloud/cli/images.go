@@ -105,7 +105,7 @@ func (a *app) imageCmd() *cobra.Command {
 	groupCommand(cmd)
 	a.scopeFlags(cmd, needAcct)
 
-	var mref, tag string
+	var mref, tag, registry string
 	var noWait bool
 	create := &cobra.Command{
 		Use:   "create NAME --manifest NAME:VERSION",
@@ -114,15 +114,21 @@ func (a *app) imageCmd() *cobra.Command {
 and pushes one image per platform as a long operation; this command prints
 each line of the build log as it appears (one per layer pushed or skipped)
 on stderr, then the new image. With --no-wait it prints the queued operation
-and returns (follow it with 'mlfleet operation show ID').`,
+and returns (follow it with 'mlfleet operation show ID').
+
+By default the image goes to the cloud's embedded registry; --registry NAME
+pushes it to an external registry of the account instead (see 'mlfleet
+registry create').`,
 		Example: `  mlfleet image create iris --manifest iris:1
   mlfleet image create iris --manifest iris:2 --tag v2 -o json
-  mlfleet image create iris --manifest iris:2 --no-wait`,
+  mlfleet image create iris --manifest iris:2 --no-wait
+  mlfleet image create iris --manifest iris:2 --registry harbor`,
 		Args: exactName("image"),
 	}
 	create.Flags().StringVar(&mref, "manifest", "", "manifest version to build, NAME:VERSION (required)")
 	create.Flags().StringVar(&tag, "tag", "", "tag to give the image in the registry")
 	create.Flags().BoolVar(&noWait, "no-wait", false, "return once the build is queued")
+	create.Flags().StringVar(&registry, "registry", "", "external registry of the account to push to (default: the cloud's own)")
 	cout := addOutput(create)
 	create.RunE = a.run(func(cmd *cobra.Command, args []string) error {
 		if err := checkFormat(*cout); err != nil {
@@ -138,14 +144,18 @@ and returns (follow it with 'mlfleet operation show ID').`,
 		if err != nil {
 			return err
 		}
-		op, err := c.CreateImage(cmd.Context(), cfg.Subscription, cfg.Account, cloud.CreateImage{Name: args[0], Manifest: mref, Tag: tag})
+		op, err := c.CreateImage(cmd.Context(), cfg.Subscription, cfg.Account, cloud.CreateImage{Name: args[0], Manifest: mref, Tag: tag, Registry: registry})
 		if err != nil {
 			return fmt.Errorf("create image %q: %w", args[0], err)
 		}
 		if noWait {
 			return operationTable.print(a.env.Stdout, *cout, []cloud.Operation{*op}, true)
 		}
-		fmt.Fprintf(a.env.Stderr, "Building image %s from manifest %s (operation %s)...\n", args[0], mref, op.ID)
+		dest := ""
+		if registry != "" {
+			dest = " for external registry " + registry
+		}
+		fmt.Fprintf(a.env.Stderr, "Building image %s from manifest %s%s (operation %s)...\n", args[0], mref, dest, op.ID)
 		op, err = followOperation(cmd.Context(), c, cfg, op, a.env.Stderr)
 		if err != nil {
 			return err
