@@ -607,7 +607,7 @@ const pullTokenTTL = 24 * time.Hour
 // withPullCredentials returns a copy of d whose services say how to reach
 // their registry: pulling from the cloud's own registry, a fresh pull token
 // scoped to the repository; from one of the account's external registries,
-// its stored credential. Stored desired states never hold credentials; they
+// its pull credential (never the push one). Stored desired states never hold credentials; they
 // are made at publish time.
 func (s *Service) withPullCredentials(ctx context.Context, d *twin.Desired, ep Endpoints) *twin.Desired {
 	out := *d
@@ -634,8 +634,8 @@ func (s *Service) withPullCredentials(ctx context.Context, d *twin.Desired, ep E
 			if r.Prefix != "" {
 				prefix += r.Prefix + "/"
 			}
-			if strings.HasPrefix(svc.Image, prefix) && (r.HasPassword || r.Username != "" || r.Insecure) {
-				out.Services[i].Pull = &twin.PullAuth{Username: r.Username, Password: r.Password, PlainHTTP: r.Insecure}
+			if strings.HasPrefix(svc.Image, prefix) && (r.HasPullPassword || r.PullUsername != "" || r.Insecure) {
+				out.Services[i].Pull = &twin.PullAuth{Username: r.PullUsername, Password: r.PullPassword, PlainHTTP: r.Insecure}
 				break
 			}
 		}

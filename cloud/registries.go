@@ -26,6 +26,13 @@ type ExternalRegistry struct {
 	Password string `json:"password,omitempty"`
 	// HasPassword tells whether a password is stored.
 	HasPassword bool `json:"hasPassword"`
+	// PullUsername and PullPassword (write-only) are the credential devices
+	// get to pull images pushed here: give them a read-only account. Without
+	// them devices pull anonymously; the push credential above never leaves
+	// the cloud.
+	PullUsername    string `json:"pullUsername,omitempty"`
+	PullPassword    string `json:"pullPassword,omitempty"`
+	HasPullPassword bool   `json:"hasPullPassword"`
 	// Insecure talks plain HTTP (for registries on a trusted network).
 	Insecure bool `json:"insecure,omitempty"`
 }
@@ -34,6 +41,9 @@ type ExternalRegistry struct {
 func RegistryPath(sub, acct, name string) string {
 	return AccountPath(sub, acct) + "/registries/" + name
 }
+
+// redact clears the passwords of an answer.
+func (r *ExternalRegistry) redact() { r.Password, r.PullPassword = "", "" }
 
 func checkRegistry(in *ExternalRegistry) error {
 	if err := manifest.CheckName("name", in.Name); err != nil {
@@ -54,6 +64,9 @@ func checkRegistry(in *ExternalRegistry) error {
 	if len(in.Username) > 256 || len(in.Password) > 4096 || strings.ContainsAny(in.Username, ":\n") {
 		return errclass.Invalid("username", "username or password is malformed or too long")
 	}
+	if len(in.PullUsername) > 256 || len(in.PullPassword) > 4096 || strings.ContainsAny(in.PullUsername, ":\n") {
+		return errclass.Invalid("pullUsername", "pull username or password is malformed or too long")
+	}
 	return nil
 }
 
@@ -66,7 +79,8 @@ func (s *Service) CreateRegistry(ctx context.Context, sub, acct string, in Exter
 		return nil, err
 	}
 	out := ExternalRegistry{Meta: s.meta(ctx, RegistryPath(sub, acct, in.Name)), Subscription: sub, Account: acct, Name: in.Name,
-		Host: in.Host, Prefix: in.Prefix, Username: in.Username, Password: in.Password, HasPassword: in.Password != "", Insecure: in.Insecure}
+		Host: in.Host, Prefix: in.Prefix, Username: in.Username, Password: in.Password, HasPassword: in.Password != "",
+		PullUsername: in.PullUsername, PullPassword: in.PullPassword, HasPullPassword: in.PullPassword != "", Insecure: in.Insecure}
 	err := s.store.Update(ctx, func(tx Tx) error {
 		if _, err := account(tx, sub, acct, ModelManagement); err != nil {
 			return err
@@ -76,7 +90,7 @@ func (s *Service) CreateRegistry(ctx context.Context, sub, acct string, in Exter
 	if err != nil {
 		return nil, err
 	}
-	out.Password = ""
+	out.redact()
 	return &out, nil
 }
 
@@ -87,7 +101,7 @@ func (s *Service) ListRegistries(ctx context.Context, sub, acct string, o ListOp
 	}
 	page, err := list[ExternalRegistry](ctx, s, AccountPath(sub, acct)+"/registries", 1, o, nil)
 	for i := range page.Items {
-		page.Items[i].Password = ""
+		page.Items[i].redact()
 	}
 	return page, err
 }
@@ -96,7 +110,7 @@ func (s *Service) ListRegistries(ctx context.Context, sub, acct string, o ListOp
 func (s *Service) GetRegistry(ctx context.Context, sub, acct, name string) (*ExternalRegistry, error) {
 	r, err := get[ExternalRegistry](ctx, s, RegistryPath(sub, acct, name), Reader)
 	if r != nil {
-		r.Password = ""
+		r.redact()
 	}
 	return r, err
 }

@@ -38,14 +38,27 @@ func readPassword(r io.Reader, what string) (string, error) {
 }
 
 var registryTable = tabular[cloud.ExternalRegistry]{
-	[]string{"NAME", "HOST", "PREFIX", "USERNAME", "PASSWORD", "INSECURE", "CREATED"},
+	[]string{"NAME", "HOST", "PREFIX", "USERNAME", "PASSWORD", "DEVICES PULL AS", "INSECURE", "CREATED"},
 	func(r cloud.ExternalRegistry) []string {
 		pw := "-"
 		if r.HasPassword {
 			pw = "set"
 		}
-		return []string{r.Name, r.Host, r.Prefix, r.Username, pw, strconv.FormatBool(r.Insecure), ts(r.CreatedAt)}
+		return []string{r.Name, r.Host, r.Prefix, r.Username, pw, pullAs(r), strconv.FormatBool(r.Insecure), ts(r.CreatedAt)}
 	},
+}
+
+// pullAs says how devices pull from r.
+func pullAs(r cloud.ExternalRegistry) string {
+	switch {
+	case r.PullUsername != "" && r.HasPullPassword:
+		return r.PullUsername + " (password set)"
+	case r.PullUsername != "":
+		return r.PullUsername
+	case r.HasPullPassword:
+		return "(password set)"
+	}
+	return "anonymous"
 }
 
 // printRegistryDetails prints an external registry; never its password.
@@ -60,7 +73,7 @@ func printRegistryDetails(w io.Writer, r *cloud.ExternalRegistry) error {
 	}
 	return writeRows(w, [][]string{
 		{"Name:", r.Name}, {"Path:", r.Path}, {"Host:", r.Host}, {"Prefix:", r.Prefix},
-		{"Username:", r.Username}, {"Password:", pw}, {"Transport:", transport},
+		{"Username:", r.Username}, {"Password:", pw}, {"Pull as:", pullAs(*r)}, {"Transport:", transport},
 		{"Created:", ts(r.CreatedAt) + " by " + cell(r.CreatedBy)},
 	})
 }
@@ -74,13 +87,12 @@ func (a *app) registryCmd() *cobra.Command {
 server, Harbor, a cloud provider's registry) that 'mlfleet image create
 --registry NAME' pushes to instead of the cloud's embedded registry.
 
-Its user name and password are stored by the cloud, used to push builds, and
-sent to every device of the account that runs an image from the registry so
-that it can pull. Devices are the least trusted place they go: use a
-dedicated robot account limited to the prefix's repositories, with the fewest
-rights the registry allows (read-only if pushes are not made with it; no
-delete or admin rights), never a personal or admin account. The password is
-never shown again once stored.`,
+Its user name and password are stored by the cloud and used to push builds;
+they never leave the cloud. Devices running an image from the registry pull
+with the pull credential (--pull-username, --pull-password-file), or
+anonymously without one: give them a read-only robot account limited to the
+prefix's repositories, never a personal or admin account. Passwords are never
+shown again once stored.`,
 		Example: `  mlfleet registry create harbor --host registry.internal:5000 --prefix ml --username robot --password-file robot.pw
   mlfleet registry list
   mlfleet image create iris --manifest iris:1 --registry harbor`,
@@ -88,10 +100,10 @@ never shown again once stored.`,
 	groupCommand(cmd)
 	a.scopeFlags(cmd, needAcct)
 
-	var host, prefix, username, pwFile, plainPassword string
+	var host, prefix, username, pwFile, plainPassword, pullUser, pullPwFile string
 	var pwStdin, insecure bool
 	create := &cobra.Command{
-		Use:   "create NAME --host HOST[:PORT] [--prefix P] [--username U] [--password-stdin | --password-file F] [--insecure]",
+		Use:   "create NAME --host HOST[:PORT] [--prefix P] [--username U] [--password-stdin | --password-file F] [--pull-username U --pull-password-file F] [--insecure]",
 		Short: "Configure an external registry of the account (its password is never shown again)",
 		Long: `Configure external registry NAME: images built with --registry NAME are
 pushed to HOST[:PORT], under the repository path prefix --prefix if given
@@ -99,23 +111,25 @@ pushed to HOST[:PORT], under the repository path prefix --prefix if given
 
 The password is never a flag value (it would land in your shell history and
 in the process list): give it on stdin with --password-stdin (one trailing
-newline is dropped) or in a file with --password-file. Devices receive the
-user name and password to pull the images they run: give a dedicated account
-with the fewest rights the registry allows (read-only for devices where you
-can), never a personal or admin account.
+newline is dropped) or in a file with --password-file. That credential pushes
+builds and stays in the cloud. Devices get the pull credential
+(--pull-username, --pull-password-file): a read-only account; without one they
+pull anonymously.
 
 --insecure talks plain HTTP to the registry, without TLS: only for a registry
 on a trusted network.`,
 		Example: `  printf '%s' "$ROBOT_PASSWORD" | mlfleet registry create harbor --host registry.internal --prefix ml --username robot --password-stdin
-  mlfleet registry create lab --host 10.0.0.5:5000 --username puller --password-file ~/.lab-registry.pw --insecure
+  mlfleet registry create lab --host 10.0.0.5:5000 --username ci --password-file ci.pw --pull-username devices --pull-password-file devices.pw --insecure
   mlfleet registry create open --host registry.internal:5000 -o json`,
 		Args: exactName("registry"),
 	}
 	create.Flags().StringVar(&host, "host", "", "registry host[:port], without scheme or path (required)")
 	create.Flags().StringVar(&prefix, "prefix", "", "repository path prefix images are pushed under, e.g. team/ml")
-	create.Flags().StringVar(&username, "username", "", "user name to push and pull with")
+	create.Flags().StringVar(&username, "username", "", "user name the cloud pushes builds with")
 	create.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from stdin (one trailing newline dropped)")
 	create.Flags().StringVar(&pwFile, "password-file", "", "read the password from this file (one trailing newline dropped)")
+	create.Flags().StringVar(&pullUser, "pull-username", "", "user name devices pull with (a read-only account)")
+	create.Flags().StringVar(&pullPwFile, "pull-password-file", "", "read the devices' pull password from this file (one trailing newline dropped)")
 	create.Flags().BoolVar(&insecure, "insecure", false, "talk plain HTTP to the registry (trusted networks only)")
 	// --password is refused with a pointer to the safe ways, rather than
 	// cobra's bare "unknown flag".
@@ -156,12 +170,25 @@ on a trusted network.`,
 				return err
 			}
 		}
+		var pullPassword string
+		if pullPwFile != "" {
+			f, err := os.Open(pullPwFile)
+			if err != nil {
+				return errclass.Wrap(errclass.InvalidArgument, err, "--pull-password-file %q", pullPwFile)
+			}
+			pullPassword, err = readPassword(f, pullPwFile)
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
 		c, cfg, err := a.scope(needAcct)
 		if err != nil {
 			return err
 		}
 		r, err := c.CreateRegistry(cmd.Context(), cfg.Subscription, cfg.Account, client.RegistryCreate{
-			Name: args[0], Host: host, Prefix: prefix, Username: username, Password: password, Insecure: insecure})
+			Name: args[0], Host: host, Prefix: prefix, Username: username, Password: password,
+			PullUsername: pullUser, PullPassword: pullPassword, Insecure: insecure})
 		if err != nil {
 			return fmt.Errorf("create registry %q: %w", args[0], err)
 		}

@@ -175,15 +175,17 @@ func TestRegistries(t *testing.T) {
 			[]string{"registry", "create", "harbor", "--host", "registry.internal", "--prefix", "team/ml", "--username", "robot", "--password-stdin"}, 0,
 			[]string{"NAME", "HOST", "PREFIX", "USERNAME", "PASSWORD", "INSECURE", "CREATED", "harbor", "registry.internal", "team/ml", "robot", "set", "false"}},
 		{"create, password in a file, insecure", "",
-			[]string{"reg", "create", "lab", "--host", "10.0.0.5:5000", "--username", "puller", "--password-file", pwFile, "--insecure", "-o", "json"}, 0,
-			[]string{`"name": "lab"`, `"hasPassword": true`, `"insecure": true`}},
+			[]string{"reg", "create", "lab", "--host", "10.0.0.5:5000", "--username", "puller", "--password-file", pwFile,
+				"--pull-username", "devices", "--pull-password-file", pwFile, "--insecure", "-o", "json"}, 0,
+			[]string{`"name": "lab"`, `"hasPassword": true`, `"pullUsername": "devices"`, `"hasPullPassword": true`, `"insecure": true`}},
 		{"create, no credentials", "", []string{"registries", "create", "open", "--host", "127.0.0.1:5000"}, 0, []string{"open", "127.0.0.1:5000"}},
 		{"list", "", []string{"registry", "list"}, 0, []string{"harbor", "lab", "open", "set", "true"}},
 		{"list json", "", []string{"registry", "list", "-o", "json"}, 0, []string{`"hasPassword": true`, `"hasPassword": false`}},
 		{"show", "", []string{"registry", "show", "harbor"}, 0,
 			[]string{"Name:", "harbor", "Host:", "registry.internal", "Prefix:", "team/ml", "Username:", "robot", "Password:  set (never shown)", "Transport: HTTPS"}},
 		{"show, no password", "", []string{"registry", "show", "open"}, 0, []string{"Password:  none"}},
-		{"show insecure", "", []string{"registry", "show", "lab"}, 0, []string{"Transport: plain HTTP (insecure)"}},
+		{"show insecure", "", []string{"registry", "show", "lab"}, 0, []string{"Transport: plain HTTP (insecure)", "Pull as:   devices (password set)"}},
+		{"show, devices pull anonymously", "", []string{"registry", "show", "harbor"}, 0, []string{"Pull as:   anonymous"}},
 		{"show json", "", []string{"registry", "show", "harbor", "-o", "json"}, 0, []string{`"hasPassword": true`, `"prefix": "team/ml"`}},
 
 		{"missing --host", secret, []string{"registry", "create", "x", "--password-stdin"}, 2, []string{"--host"}},
@@ -192,6 +194,7 @@ func TestRegistries(t *testing.T) {
 		{"empty stdin", "", []string{"registry", "create", "x", "--host", "h", "--password-stdin"}, 2, []string{"(field: password)"}},
 		{"empty password file", "", []string{"registry", "create", "x", "--host", "h", "--password-file", emptyFile}, 2, []string{"(field: password)"}},
 		{"missing password file", "", []string{"registry", "create", "x", "--host", "h", "--password-file", filepath.Join(h.dir, "nope")}, 2, []string{"--password-file"}},
+		{"missing pull password file", "", []string{"registry", "create", "x", "--host", "h", "--pull-password-file", filepath.Join(h.dir, "nope")}, 2, []string{"--pull-password-file"}},
 		{"host with a scheme", "", []string{"registry", "create", "x", "--host", "https://registry.internal"}, 2, []string{"(field: host)"}},
 		{"bad name", "", []string{"registry", "create", "Bad_Name", "--host", "h"}, 2, []string{"(field: name)"}},
 		{"no name", "", []string{"registry", "create", "--host", "h"}, 2, []string{"exactly one argument"}},
@@ -287,7 +290,7 @@ func TestRegistryHelp(t *testing.T) {
 		t.Fatalf("--help: exit %d", code)
 	}
 	help := out.String()
-	for _, w := range []string{"Examples:", "--password-stdin", "--password-file", "--insecure", "plain HTTP", "Devices receive", "read-only"} {
+	for _, w := range []string{"Examples:", "--password-stdin", "--password-file", "--insecure", "plain HTTP", "--pull-username", "--pull-password-file", "stays in the cloud", "read-only"} {
 		if !strings.Contains(help, w) {
 			t.Errorf("registry create --help does not say %q:\n%s", w, help)
 		}

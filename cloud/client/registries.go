@@ -16,28 +16,33 @@ func registriesPath(sub, acct string) string { return acctPath(sub, acct) + "/re
 const maxRegistryPassword = 4096
 
 // RegistryCreate is the body of CreateRegistry: an external registry
-// (host[:port], optional repository path prefix) that image builds can push
-// to with Username and Password. Devices receive these credentials to pull,
-// so give it an account that can only read where possible. The password is
-// sent once and never returned; Insecure talks plain HTTP.
+// (host[:port], optional repository path prefix) that image builds push to
+// with Username and Password, and that devices pull from with PullUsername
+// and PullPassword (a read-only account; none: anonymous pulls). The push
+// credential never leaves the cloud. Passwords are sent once and never
+// returned; Insecure talks plain HTTP.
 type RegistryCreate struct {
-	Name     string `json:"name"`
-	Host     string `json:"host"`
-	Prefix   string `json:"prefix,omitempty"`
-	Username string `json:"username,omitempty"`
-	Password string `json:"password,omitempty"`
-	Insecure bool   `json:"insecure,omitempty"`
+	Name         string `json:"name"`
+	Host         string `json:"host"`
+	Prefix       string `json:"prefix,omitempty"`
+	Username     string `json:"username,omitempty"`
+	Password     string `json:"password,omitempty"`
+	PullUsername string `json:"pullUsername,omitempty"`
+	PullPassword string `json:"pullPassword,omitempty"`
+	Insecure     bool   `json:"insecure,omitempty"`
 }
 
 // String describes the registry without its password, so that printing a
 // RegistryCreate (%v, %+v) never leaks it.
 func (r RegistryCreate) String() string {
-	pw := ""
-	if r.Password != "" {
-		pw = "(set)"
+	set := func(p string) string {
+		if p != "" {
+			return "(set)"
+		}
+		return ""
 	}
-	return fmt.Sprintf("{Name:%s Host:%s Prefix:%s Username:%s Password:%s Insecure:%t}",
-		r.Name, r.Host, r.Prefix, r.Username, pw, r.Insecure)
+	return fmt.Sprintf("{Name:%s Host:%s Prefix:%s Username:%s Password:%s PullUsername:%s PullPassword:%s Insecure:%t}",
+		r.Name, r.Host, r.Prefix, r.Username, set(r.Password), r.PullUsername, set(r.PullPassword), r.Insecure)
 }
 
 // GoString is String for %#v.
@@ -51,11 +56,15 @@ func (c *Client) CreateRegistry(ctx context.Context, sub, acct string, in Regist
 		return nil, errclass.Invalid("password", "registry %q: password is %d bytes, over the %d the cloud stores",
 			in.Name, len(in.Password), maxRegistryPassword)
 	}
+	if len(in.PullPassword) > maxRegistryPassword {
+		return nil, errclass.Invalid("pullPassword", "registry %q: pull password is %d bytes, over the %d the cloud stores",
+			in.Name, len(in.PullPassword), maxRegistryPassword)
+	}
 	var out cloud.ExternalRegistry
 	if err := c.doJSON(ctx, "POST", registriesPath(sub, acct), nil, in, &out); err != nil {
 		return nil, err
 	}
-	out.Password = "" // never handed on, whatever the server said
+	out.Password, out.PullPassword = "", "" // never handed on, whatever the server said
 	return &out, nil
 }
 
@@ -66,7 +75,7 @@ func (c *Client) ListRegistries(ctx context.Context, sub, acct string, opts List
 		return nil, err
 	}
 	for i := range out.Items {
-		out.Items[i].Password = ""
+		out.Items[i].Password, out.Items[i].PullPassword = "", ""
 	}
 	return &out, nil
 }
@@ -84,7 +93,7 @@ func (c *Client) GetRegistry(ctx context.Context, sub, acct, name string) (*clou
 	if err := c.doJSON(ctx, "GET", registriesPath(sub, acct)+pathOf(name), nil, nil, &out); err != nil {
 		return nil, err
 	}
-	out.Password = ""
+	out.Password, out.PullPassword = "", ""
 	return &out, nil
 }
 

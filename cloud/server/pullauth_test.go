@@ -13,8 +13,8 @@ import (
 // advertised host (the build still pushes to the local listener), enrolling
 // devices are told that host, and every desired service says how to reach its
 // registry: a scoped pull token for the cloud's own (plain HTTP, as the cloud
-// URL is http), the stored credential of an external registry of the
-// account, and nothing for registries the account does not know.
+// URL is http), the pull credential of an external registry of the account
+// (never its push one), and nothing for registries the account does not know.
 func TestDevicesGetWhatTheyNeedToPull(t *testing.T) {
 	const advertised = "mlfleet-cloud.test:8480" // resolves nowhere: pushes must stay local
 	c := startBuildServerWith(t, func(cfg *Config) { cfg.AdvertiseURL = "http://" + advertised })
@@ -31,13 +31,14 @@ func TestDevicesGetWhatTheyNeedToPull(t *testing.T) {
 	if e.Registry != advertised || e.Cloud != "http://"+advertised {
 		t.Fatalf("enrollment tells registry %q, cloud %q", e.Registry, e.Cloud)
 	}
-	c.call("POST", acct+"/registries", `{"name":"lab","host":"registry.example:5000","prefix":"team","username":"puller","password":"p4ss","insecure":true}`, 201, nil)
+	c.call("POST", acct+"/registries", `{"name":"lab","host":"registry.example:5000","prefix":"team","username":"pusher","password":"push-s3cret","pullUsername":"puller","pullPassword":"p4ss","insecure":true}`, 201, nil)
+	c.call("POST", acct+"/registries", `{"name":"private","host":"private.example","username":"pusher","password":"push-s3cret"}`, 201, nil)
 
 	digest := "@sha256:" + strings.Repeat("ab", 32)
-	external, unknown := "registry.example:5000/team/rul"+digest, "registry.example:5000/teamx/rul"+digest
+	external, unknown, pushOnly := "registry.example:5000/team/rul"+digest, "registry.example:5000/teamx/rul"+digest, "private.example/rul"+digest
 	c.call("PUT", acct+"/devices/"+e.DeviceID+"/desired", fmt.Sprintf(
-		`{"services":[{"name":"own","image":%q},{"name":"ext","image":%q},{"name":"unknown","image":%q}]}`,
-		img.Reference, external, unknown), 200, nil)
+		`{"services":[{"name":"own","image":%q},{"name":"ext","image":%q},{"name":"unknown","image":%q},{"name":"pushonly","image":%q}]}`,
+		img.Reference, external, unknown, pushOnly), 200, nil)
 
 	d, err := connectDevice(t, c.srv.MQTTURL(), e.DeviceID, e.Credential, "")
 	if err != nil {
@@ -67,6 +68,18 @@ func TestDevicesGetWhatTheyNeedToPull(t *testing.T) {
 	}
 	if p := pulls["unknown"]; p != nil {
 		t.Errorf("a registry the account does not know got credentials: %+v", p)
+	}
+	if p := pulls["pushonly"]; p != nil {
+		t.Errorf("a registry with a push credential only handed it to a device: %+v", p)
+	}
+	var shown struct {
+		Items []map[string]any `json:"items"`
+	}
+	c.call("GET", acct+"/registries", "", 200, &shown)
+	for _, r := range shown.Items {
+		if r["password"] != nil || r["pullPassword"] != nil {
+			t.Errorf("registry list shows a password: %v", r)
+		}
 	}
 }
 

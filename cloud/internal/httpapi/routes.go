@@ -501,20 +501,23 @@ func (a *API) register() {
 	})
 
 	// External registries.
-	a.add(http.MethodPost, acP+"/registries", "Configure an external registry (its password is never returned)", "json", 201, func(c echo.Context) error {
+	a.add(http.MethodPost, acP+"/registries", "Configure an external registry (its passwords are never returned)", "json", 201, func(c echo.Context) error {
 		var in struct {
-			Name     string `json:"name"`
-			Host     string `json:"host"`
-			Prefix   string `json:"prefix"`
-			Username string `json:"username"`
-			Password string `json:"password"`
-			Insecure bool   `json:"insecure"`
+			Name         string `json:"name"`
+			Host         string `json:"host"`
+			Prefix       string `json:"prefix"`
+			Username     string `json:"username"`
+			Password     string `json:"password"`
+			PullUsername string `json:"pullUsername"`
+			PullPassword string `json:"pullPassword"`
+			Insecure     bool   `json:"insecure"`
 		}
 		if err := decode(c, &in); err != nil {
 			return err
 		}
 		return answer(c, 201)(s.CreateRegistry(ctx(c), c.Param("sub"), c.Param("acct"), cloud.ExternalRegistry{
-			Name: in.Name, Host: in.Host, Prefix: in.Prefix, Username: in.Username, Password: in.Password, Insecure: in.Insecure}))
+			Name: in.Name, Host: in.Host, Prefix: in.Prefix, Username: in.Username, Password: in.Password,
+			PullUsername: in.PullUsername, PullPassword: in.PullPassword, Insecure: in.Insecure}))
 	})
 	a.add(http.MethodGet, acP+"/registries", "List external registries", "", 200, func(c echo.Context) error {
 		o, err := listOptions(c)
