@@ -364,31 +364,13 @@ func (a *app) deviceCmd() *cobra.Command {
 		return deviceTable.print(a.env.Stdout, *lout, ds, false)
 	})
 
-	show := &cobra.Command{
+	show := showCmd(a, "device", &cobra.Command{
 		Use:   "show ID",
 		Short: "Show a device: labels, presence, desired and reported services",
 		Example: `  mlfleet device show d-3f2a9c0b1e4d
   mlfleet device show d-3f2a9c0b1e4d -o json`,
 		Args: exactDevice,
-	}
-	sout := addOutput(show)
-	show.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		if err := checkFormat(*sout); err != nil {
-			return err
-		}
-		c, cfg, err := a.scope(needAcct)
-		if err != nil {
-			return err
-		}
-		d, err := c.GetDevice(cmd.Context(), cfg.Subscription, cfg.Account, args[0])
-		if err != nil {
-			return fmt.Errorf("show device %q: %w", args[0], err)
-		}
-		if *sout == formatJSON {
-			return writeJSON(a.env.Stdout, d)
-		}
-		return printDeviceDetails(a.env.Stdout, d)
-	})
+	}, byName((*client.Client).GetDevice), printDeviceDetails)
 
 	var remove []string
 	label := &cobra.Command{
@@ -452,23 +434,12 @@ func (a *app) deviceCmd() *cobra.Command {
 		return deviceTable.print(a.env.Stdout, *lbout, []cloud.Device{*d}, true)
 	})
 
-	del := &cobra.Command{
+	del := deleteCmd(a, "device", &cobra.Command{
 		Use:     "delete ID",
 		Short:   "Delete a device; its credential stops working at once",
 		Example: `  mlfleet device delete d-3f2a9c0b1e4d`,
 		Args:    exactDevice,
-		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			c, cfg, err := a.scope(needAcct)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteDevice(cmd.Context(), cfg.Subscription, cfg.Account, args[0]); err != nil {
-				return fmt.Errorf("delete device %q: %w", args[0], err)
-			}
-			fmt.Fprintf(a.env.Stdout, "Deleted device %s.\n", args[0])
-			return nil
-		}),
-	}
+	}, removeByName((*client.Client).DeleteDevice))
 
 	var file string
 	setDesired := &cobra.Command{

@@ -181,71 +181,21 @@ registry create').`,
 
 	list := listVersionsCmd(a, "image", imageTable, (*client.Client).ListAllImages)
 
-	show := &cobra.Command{
+	show := showCmd(a, "image", &cobra.Command{
 		Use:   "show NAME[:VERSION]",
 		Short: "Show an image version (the newest if VERSION is left out) with its layers",
 		Example: `  mlfleet image show iris
   mlfleet image show iris:2 -o json`,
 		Args: exactName("image"),
-	}
-	sout := addOutput(show)
-	show.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		if err := checkFormat(*sout); err != nil {
-			return err
-		}
-		name, v, err := parseRef(args[0], false)
-		if err != nil {
-			return err
-		}
-		c, cfg, err := a.scope(needAcct)
-		if err != nil {
-			return err
-		}
-		var img *cloud.Image
-		if v > 0 {
-			img, err = c.GetImage(cmd.Context(), cfg.Subscription, cfg.Account, name, v)
-		} else {
-			var all []cloud.Image
-			all, err = c.ListAllImageVersions(cmd.Context(), cfg.Subscription, cfg.Account, name)
-			for i := range all {
-				if img == nil || all[i].Version > img.Version {
-					img = &all[i]
-				}
-			}
-			if err == nil && img == nil {
-				err = errclass.NotFoundf("image %q has no versions", name)
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("show image %q: %w", args[0], err)
-		}
-		if *sout == formatJSON {
-			return writeJSON(a.env.Stdout, img)
-		}
-		return printImageDetails(a.env.Stdout, img)
-	})
+	}, byVersion("image", (*client.Client).GetImage, (*client.Client).ListAllImageVersions, func(i *cloud.Image) int { return i.Version }),
+		printImageDetails)
 
-	del := &cobra.Command{
+	del := deleteCmd(a, "image", &cobra.Command{
 		Use:     "delete NAME:VERSION",
 		Short:   "Delete an image version (refused while a service uses it)",
 		Example: `  mlfleet image delete iris:1`,
 		Args:    exactName("image"),
-		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			name, v, err := parseRef(args[0], true)
-			if err != nil {
-				return err
-			}
-			c, cfg, err := a.scope(needAcct)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteImage(cmd.Context(), cfg.Subscription, cfg.Account, name, v); err != nil {
-				return fmt.Errorf("delete image %q: %w", args[0], err)
-			}
-			fmt.Fprintf(a.env.Stdout, "Deleted image %s:%d.\n", name, v)
-			return nil
-		}),
-	}
+	}, removeByVersion((*client.Client).DeleteImage))
 	cmd.AddCommand(create, list, show, del)
 	return cmd
 }

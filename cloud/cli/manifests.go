@@ -151,75 +151,27 @@ func (a *app) manifestCmd() *cobra.Command {
 
 	list := listVersionsCmd(a, "manifest", manifestTable, (*client.Client).ListAllManifests)
 
-	show := &cobra.Command{
+	show := showCmd(a, "manifest", &cobra.Command{
 		Use:   "show NAME[:VERSION]",
 		Short: "Show a manifest version (the newest if VERSION is left out), with its document",
 		Example: `  mlfleet manifest show iris
   mlfleet manifest show iris:3 -o json`,
 		Args: exactName("manifest"),
-	}
-	sout := addOutput(show)
-	show.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		if err := checkFormat(*sout); err != nil {
-			return err
-		}
-		name, v, err := parseRef(args[0], false)
-		if err != nil {
-			return err
-		}
-		c, cfg, err := a.scope(needAcct)
-		if err != nil {
-			return err
-		}
-		var m *cloud.Manifest
-		if v > 0 {
-			m, err = c.GetManifest(cmd.Context(), cfg.Subscription, cfg.Account, name, v)
-		} else {
-			var all []cloud.Manifest
-			all, err = c.ListAllManifestVersions(cmd.Context(), cfg.Subscription, cfg.Account, name)
-			for i := range all {
-				if m == nil || all[i].Version > m.Version {
-					m = &all[i]
-				}
+	}, byVersion("manifest", (*client.Client).GetManifest, (*client.Client).ListAllManifestVersions, func(m *cloud.Manifest) int { return m.Version }),
+		func(w io.Writer, m *cloud.Manifest) error {
+			if err := manifestTable.print(w, formatTable, []cloud.Manifest{*m}, true); err != nil {
+				return err
 			}
-			if err == nil && m == nil {
-				err = errclass.NotFoundf("manifest %q has no versions", name)
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("show manifest %q: %w", args[0], err)
-		}
-		if *sout == formatJSON {
-			return writeJSON(a.env.Stdout, m)
-		}
-		if err := manifestTable.print(a.env.Stdout, formatTable, []cloud.Manifest{*m}, true); err != nil {
-			return err
-		}
-		fmt.Fprintln(a.env.Stdout)
-		return writeJSON(a.env.Stdout, m.Spec)
-	})
+			fmt.Fprintln(w)
+			return writeJSON(w, m.Spec)
+		})
 
-	del := &cobra.Command{
+	del := deleteCmd(a, "manifest", &cobra.Command{
 		Use:     "delete NAME:VERSION",
 		Short:   "Delete a manifest version",
 		Example: `  mlfleet manifest delete iris:1`,
 		Args:    exactName("manifest"),
-		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			name, v, err := parseRef(args[0], true)
-			if err != nil {
-				return err
-			}
-			c, cfg, err := a.scope(needAcct)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteManifest(cmd.Context(), cfg.Subscription, cfg.Account, name, v); err != nil {
-				return fmt.Errorf("delete manifest %q: %w", args[0], err)
-			}
-			fmt.Fprintf(a.env.Stdout, "Deleted manifest %s:%d.\n", name, v)
-			return nil
-		}),
-	}
+	}, removeByVersion((*client.Client).DeleteManifest))
 	cmd.AddCommand(create, list, show, del)
 	return cmd
 }

@@ -91,28 +91,17 @@ func (a *app) progress(what string, total int64) (client.Progress, func()) {
 // latestModel resolves NAME[:VERSION] to a model version, the newest when
 // no version is given.
 func latestModel(cmd *cobra.Command, c *client.Client, cfg Config, ref string, needVersion bool) (*cloud.Model, error) {
-	name, v, err := parseRef(ref, needVersion)
+	if _, _, err := parseRef(ref, needVersion); err != nil {
+		return nil, err
+	}
+	read, err := byVersion("model", (*client.Client).GetModel, (*client.Client).ListAllModelVersions, modelVersion)(ref)
 	if err != nil {
 		return nil, err
 	}
-	if v > 0 {
-		return c.GetModel(cmd.Context(), cfg.Subscription, cfg.Account, name, v)
-	}
-	all, err := c.ListAllModelVersions(cmd.Context(), cfg.Subscription, cfg.Account, name)
-	if err != nil {
-		return nil, err
-	}
-	var best *cloud.Model
-	for i := range all {
-		if best == nil || all[i].Version > best.Version {
-			best = &all[i]
-		}
-	}
-	if best == nil {
-		return nil, errclass.NotFoundf("model %q has no versions", name)
-	}
-	return best, nil
+	return read(c, cmd.Context(), cfg.Subscription, cfg.Account)
 }
+
+func modelVersion(m *cloud.Model) int { return m.Version }
 
 func (a *app) modelCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -187,34 +176,13 @@ func (a *app) modelCmd() *cobra.Command {
 
 	list := listVersionsCmd(a, "model", modelTable, (*client.Client).ListAllModels)
 
-	show := &cobra.Command{
+	show := showCmd(a, "model", &cobra.Command{
 		Use:   "show NAME[:VERSION]",
 		Short: "Show a model version (the newest if VERSION is left out)",
 		Example: `  mlfleet model show iris
   mlfleet model show iris:2 -o json`,
 		Args: exactName("model"),
-	}
-	sout := addOutput(show)
-	show.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		if err := checkFormat(*sout); err != nil {
-			return err
-		}
-		if _, _, err := parseRef(args[0], false); err != nil {
-			return err
-		}
-		c, cfg, err := a.scope(needAcct)
-		if err != nil {
-			return err
-		}
-		m, err := latestModel(cmd, c, cfg, args[0], false)
-		if err != nil {
-			return fmt.Errorf("show model %q: %w", args[0], err)
-		}
-		if *sout == formatJSON {
-			return writeJSON(a.env.Stdout, m)
-		}
-		return printModelDetails(a.env.Stdout, m)
-	})
+	}, byVersion("model", (*client.Client).GetModel, (*client.Client).ListAllModelVersions, modelVersion), printModelDetails)
 
 	var outFile string
 	download := &cobra.Command{
@@ -287,27 +255,12 @@ func (a *app) modelCmd() *cobra.Command {
 		return modelTable.print(a.env.Stdout, *uout, []cloud.Model{*m}, true)
 	})
 
-	del := &cobra.Command{
+	del := deleteCmd(a, "model", &cobra.Command{
 		Use:     "delete NAME:VERSION",
 		Short:   "Delete a model version (refused while a manifest uses it)",
 		Example: `  mlfleet model delete iris:1`,
 		Args:    exactName("model"),
-		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			name, v, err := parseRef(args[0], true)
-			if err != nil {
-				return err
-			}
-			c, cfg, err := a.scope(needAcct)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteModel(cmd.Context(), cfg.Subscription, cfg.Account, name, v); err != nil {
-				return fmt.Errorf("delete model %q: %w", args[0], err)
-			}
-			fmt.Fprintf(a.env.Stdout, "Deleted model %s:%d.\n", name, v)
-			return nil
-		}),
-	}
+	}, removeByVersion((*client.Client).DeleteModel))
 	cmd.AddCommand(register, list, show, download, update, del)
 	return cmd
 }

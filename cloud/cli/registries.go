@@ -198,49 +198,20 @@ on a trusted network.`,
 	list := listAccountCmd(a, "List external registries (passwords are never shown)", registryTable,
 		(*client.Client).ListAllRegistries, "  mlfleet registry list\n  mlfleet registry list -o json")
 
-	show := &cobra.Command{
+	show := showCmd(a, "registry", &cobra.Command{
 		Use:   "show NAME",
-		Short: "Show an external registry: host, prefix, user name and whether a password is set",
+		Short: "Show an external registry: host, prefix, user names and whether passwords are set",
 		Example: `  mlfleet registry show harbor
   mlfleet registry show harbor -o json`,
 		Args: exactName("registry"),
-	}
-	sout := addOutput(show)
-	show.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		if err := checkFormat(*sout); err != nil {
-			return err
-		}
-		c, cfg, err := a.scope(needAcct)
-		if err != nil {
-			return err
-		}
-		r, err := c.GetRegistry(cmd.Context(), cfg.Subscription, cfg.Account, args[0])
-		if err != nil {
-			return fmt.Errorf("show registry %q: %w", args[0], err)
-		}
-		if *sout == formatJSON {
-			return writeJSON(a.env.Stdout, r)
-		}
-		return printRegistryDetails(a.env.Stdout, r)
-	})
+	}, byName((*client.Client).GetRegistry), printRegistryDetails)
 
-	del := &cobra.Command{
+	del := deleteCmd(a, "registry", &cobra.Command{
 		Use:     "delete NAME",
 		Short:   "Forget an external registry and its credentials (images pushed there stay)",
 		Example: `  mlfleet registry delete harbor`,
 		Args:    exactName("registry"),
-		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			c, cfg, err := a.scope(needAcct)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteRegistry(cmd.Context(), cfg.Subscription, cfg.Account, args[0]); err != nil {
-				return fmt.Errorf("delete registry %q: %w", args[0], err)
-			}
-			fmt.Fprintf(a.env.Stdout, "Deleted registry %s.\n", args[0])
-			return nil
-		}),
-	}
+	}, removeByName((*client.Client).DeleteRegistry))
 	cmd.AddCommand(create, list, show, del)
 	return cmd
 }

@@ -175,23 +175,12 @@ func (a *app) environmentCmd() *cobra.Command {
 		return deviceTable.print(a.env.Stdout, formatTable, devs, false)
 	})
 
-	del := &cobra.Command{
+	del := deleteCmd(a, "environment", &cobra.Command{
 		Use:     "delete NAME",
 		Short:   "Delete an environment no service uses",
 		Example: `  mlfleet environment delete paris`,
 		Args:    exactName("environment"),
-		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			c, cfg, err := a.scope(needAcct)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteEnvironment(cmd.Context(), cfg.Subscription, cfg.Account, args[0]); err != nil {
-				return fmt.Errorf("delete environment %q: %w", args[0], err)
-			}
-			fmt.Fprintf(a.env.Stdout, "Deleted environment %s.\n", args[0])
-			return nil
-		}),
-	}
+	}, removeByName((*client.Client).DeleteEnvironment))
 	cmd.AddCommand(create, list, show, del)
 	return cmd
 }
@@ -282,49 +271,20 @@ func (a *app) serviceCmd() *cobra.Command {
 
 	list := listAccountCmd(a, "List services", serviceTable, (*client.Client).ListAllServices, "  mlfleet service list -o json")
 
-	show := &cobra.Command{
+	show := showCmd(a, "service", &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show a service: environment, image, previous image, rollout in progress",
 		Example: `  mlfleet service show iris
   mlfleet service show iris -o json`,
 		Args: exactName("service"),
-	}
-	sout := addOutput(show)
-	show.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		if err := checkFormat(*sout); err != nil {
-			return err
-		}
-		c, cfg, err := a.scope(needAcct)
-		if err != nil {
-			return err
-		}
-		s, err := c.GetService(cmd.Context(), cfg.Subscription, cfg.Account, args[0])
-		if err != nil {
-			return fmt.Errorf("show service %q: %w", args[0], err)
-		}
-		if *sout == formatJSON {
-			return writeJSON(a.env.Stdout, s)
-		}
-		return printServiceDetails(a.env.Stdout, s)
-	})
+	}, byName((*client.Client).GetService), printServiceDetails)
 
-	del := &cobra.Command{
+	del := deleteCmd(a, "service", &cobra.Command{
 		Use:     "delete NAME",
 		Short:   "Delete a service and its rollout history; its devices stop it",
 		Example: `  mlfleet service delete iris`,
 		Args:    exactName("service"),
-		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			c, cfg, err := a.scope(needAcct)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteService(cmd.Context(), cfg.Subscription, cfg.Account, args[0]); err != nil {
-				return fmt.Errorf("delete service %q: %w", args[0], err)
-			}
-			fmt.Fprintf(a.env.Stdout, "Deleted service %s.\n", args[0])
-			return nil
-		}),
-	}
+	}, removeByName((*client.Client).DeleteService))
 	cmd.AddCommand(create, list, show, del)
 	return cmd
 }
