@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -26,6 +27,13 @@ import (
 )
 
 func main() {
+	// A cloud's memory is mostly per-device state that lives as long as the
+	// devices are connected; collecting at 50% growth instead of 100% keeps
+	// a 10,000-device fleet's peak near 0.8 GB instead of 1 GB for a little
+	// more CPU. GOGC or GOMEMLIMIT in the environment override it.
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetGCPercent(50)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
