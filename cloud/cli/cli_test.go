@@ -293,19 +293,7 @@ func TestTablesGolden(t *testing.T) {
 	fmt.Fprintln(&b, "# empty list as json")
 	section("empty json", userTable.print(&b, formatJSON, nil, false))
 
-	golden := filepath.Join("testdata", "tables.golden")
-	if *update {
-		if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if !bytes.Equal(b.Bytes(), want) {
-		t.Errorf("tables differ from %s (run with -update after checking):\n%s", golden, b.String())
-	}
+	checkGolden(t, "tables.golden", b.Bytes())
 }
 
 func FuzzParseRef(f *testing.F) {
@@ -394,5 +382,23 @@ func TestTerminalProgressBar(t *testing.T) {
 	done()
 	if !strings.Contains(errb.String(), "upload m") {
 		t.Errorf("bar output = %q", errb.String())
+	}
+}
+
+// checkGolden compares got with testdata/name; -update rewrites the file.
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	golden := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s (run with -update after checking):\n%s", golden, got)
 	}
 }

@@ -101,19 +101,7 @@ func TestRegistryTablesGolden(t *testing.T) {
 	fmt.Fprintln(&b, "# registry as json")
 	check("json", registryTable.print(&b, formatJSON, []cloud.ExternalRegistry{harbor}, true))
 
-	golden := filepath.Join("testdata", "registries.golden")
-	if *update {
-		if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if !bytes.Equal(b.Bytes(), want) {
-		t.Errorf("output differs from %s (run with -update after checking):\n%s", golden, b.String())
-	}
+	checkGolden(t, "registries.golden", b.Bytes())
 }
 
 // capturingBuilder is an image builder that records the requests it gets

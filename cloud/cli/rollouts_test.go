@@ -3,8 +3,6 @@ package cli
 import (
 	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -233,19 +231,7 @@ func TestDeployTablesGolden(t *testing.T) {
 		t.Errorf("outcome of a succeeded rollout: %v", err)
 	}
 
-	golden := filepath.Join("testdata", "deploy.golden")
-	if *update {
-		if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if !bytes.Equal(b.Bytes(), want) {
-		t.Errorf("output differs from %s (run with -update after checking):\n%s", golden, b.String())
-	}
+	checkGolden(t, "deploy.golden", b.Bytes())
 }
 
 func FuzzParseBatch(f *testing.F) {

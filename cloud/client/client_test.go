@@ -335,20 +335,7 @@ func TestRequestsGolden(t *testing.T) {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
-	golden := filepath.Join("testdata", "requests.golden")
-	got := rec.log.Bytes()
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("requests differ from %s (run with -update after checking):\n%s", golden, got)
-	}
+	checkGolden(t, "requests.golden", rec.log.Bytes())
 }
 
 // gatedReader gives first, then blocks until gate closes, then gives rest.
@@ -613,5 +600,23 @@ func BenchmarkRegisterModel(b *testing.B) {
 		if _, err := c.RegisterModel(context.Background(), "s", "a", "m", ModelUpload{Body: bytes.NewReader(data), Size: int64(len(data))}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// checkGolden compares got with testdata/name; -update rewrites the file.
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	golden := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s (run with -update after checking):\n%s", golden, got)
 	}
 }

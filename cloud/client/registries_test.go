@@ -1,12 +1,9 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,20 +44,7 @@ func TestRegistryRequestsGolden(t *testing.T) {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
-	golden := filepath.Join("testdata", "registries.golden")
-	got := rec.log.Bytes()
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("requests differ from %s (run with -update after checking):\n%s", golden, got)
-	}
+	checkGolden(t, "registries.golden", rec.log.Bytes())
 }
 
 func TestRegistryCreateNeverPrintsPassword(t *testing.T) {
