@@ -177,7 +177,7 @@ func Decode(b []byte) (*Model, error) {
 }
 
 func decode(b []byte, lite bool) (*Model, error) {
-	m, err := decodeModel(b, lite)
+	m, err := decoder{lite: lite}.model(b)
 	if err != nil {
 		return nil, errclass.Wrap(errclass.InvalidArgument, err, "decode onnx model")
 	}
@@ -203,14 +203,19 @@ func Load(r io.Reader, limit int64) (*Model, error) {
 	return Decode(b)
 }
 
-func decodeModel(b []byte, lite bool) (*Model, error) {
+// decoder decodes the messages of a model. depth is how deeply the message
+// being decoded is nested in messages of its own kind (graphs in graph
+// attributes, or types in types); lite is Inspect's mode, which checks
+// initializers' data but does not copy it.
+type decoder struct {
+	depth int
+	lite  bool
+}
+
+func (d decoder) model(b []byte) (*Model, error) {
 	m := &Model{}
 	w := wire{b: b}
-	for !w.done() {
-		f, t, err := w.tag()
-		if err != nil {
-			return nil, err
-		}
+	err := w.fields(func(f, t int) (err error) {
 		switch f {
 		case 1:
 			m.IRVersion, err = w.int64Field(f, t)
@@ -225,33 +230,26 @@ func decodeModel(b []byte, lite bool) (*Model, error) {
 		case 6:
 			m.DocString, err = w.stringField(f, t)
 		case 7:
-			var sub []byte
-			if sub, err = w.bytesField(f, t); err == nil {
-				m.Graph, err = decodeGraph(sub, 0, lite)
+			m.Graph, err = message(&w, f, t, func(b []byte) (*Graph, error) {
+				g, err := d.graph(b)
 				if err != nil {
-					err = fmt.Errorf("graph: %w", err)
+					return nil, fmt.Errorf("graph: %w", err)
 				}
-			}
+				return g, nil
+			})
 		case 8:
-			var sub []byte
-			if sub, err = w.bytesField(f, t); err == nil {
-				var o OpsetID
-				o, err = decodeOpset(sub)
-				m.OpsetImports = append(m.OpsetImports, o)
-			}
+			err = appendMessage(&w, f, t, &m.OpsetImports, decodeOpset)
 		case 14:
-			var sub []byte
-			if sub, err = w.bytesField(f, t); err == nil {
-				var kv KeyValue
-				kv, err = decodeKV(sub)
-				m.Metadata = append(m.Metadata, kv)
-			}
+			err = appendMessage(&w, f, t, &m.Metadata, decodeKV)
 		default:
 			err = w.skip(t)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("model field %d: %w", f, err)
-		}
+		return err
+	}, func(f int, err error) error {
+		return fmt.Errorf("model field %d: %w", f, err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -259,11 +257,7 @@ func decodeModel(b []byte, lite bool) (*Model, error) {
 func decodeOpset(b []byte) (OpsetID, error) {
 	var o OpsetID
 	w := wire{b: b}
-	for !w.done() {
-		f, t, err := w.tag()
-		if err != nil {
-			return o, err
-		}
+	err := w.fields(func(f, t int) (err error) {
 		switch f {
 		case 1:
 			o.Domain, err = w.stringField(f, t)
@@ -272,21 +266,17 @@ func decodeOpset(b []byte) (OpsetID, error) {
 		default:
 			err = w.skip(t)
 		}
-		if err != nil {
-			return o, fmt.Errorf("opset_import: %w", err)
-		}
-	}
-	return o, nil
+		return err
+	}, func(_ int, err error) error {
+		return fmt.Errorf("opset_import: %w", err)
+	})
+	return o, err
 }
 
 func decodeKV(b []byte) (KeyValue, error) {
 	var kv KeyValue
 	w := wire{b: b}
-	for !w.done() {
-		f, t, err := w.tag()
-		if err != nil {
-			return kv, err
-		}
+	err := w.fields(func(f, t int) (err error) {
 		switch f {
 		case 1:
 			kv.Key, err = w.stringField(f, t)
@@ -295,61 +285,33 @@ func decodeKV(b []byte) (KeyValue, error) {
 		default:
 			err = w.skip(t)
 		}
-		if err != nil {
-			return kv, err
-		}
-	}
-	return kv, nil
+		return err
+	}, nil)
+	return kv, err
 }
 
-func decodeGraph(b []byte, depth int, lite bool) (*Graph, error) {
-	if depth > maxDepth {
+func (d decoder) graph(b []byte) (*Graph, error) {
+	if d.depth > maxDepth {
 		return nil, fmt.Errorf("graphs nested deeper than %d", maxDepth)
 	}
 	g := &Graph{}
 	w := wire{b: b}
-	for !w.done() {
-		f, t, err := w.tag()
-		if err != nil {
-			return nil, err
-		}
-		var sub []byte
+	err := w.fields(func(f, t int) (err error) {
 		switch f {
 		case 1:
-			if sub, err = w.bytesField(f, t); err == nil {
-				var n *Node
-				n, err = decodeNode(sub, depth, lite)
-				if err == nil {
-					g.Nodes = append(g.Nodes, n)
-				}
-			}
+			err = appendMessage(&w, f, t, &g.Nodes, d.node)
 		case 2:
 			g.Name, err = w.stringField(f, t)
 		case 5:
-			if sub, err = w.bytesField(f, t); err == nil {
-				var tp *TensorProto
-				tp, err = decodeTensor(sub, lite)
-				if err == nil {
-					g.Initializers = append(g.Initializers, tp)
-				}
-			}
+			err = appendMessage(&w, f, t, &g.Initializers, d.tensor)
 		case 10:
 			g.DocString, err = w.stringField(f, t)
-		case 11, 12, 13:
-			if sub, err = w.bytesField(f, t); err == nil {
-				var vi *ValueInfo
-				vi, err = decodeValueInfo(sub)
-				if err == nil {
-					switch f {
-					case 11:
-						g.Inputs = append(g.Inputs, vi)
-					case 12:
-						g.Outputs = append(g.Outputs, vi)
-					default:
-						g.ValueInfo = append(g.ValueInfo, vi)
-					}
-				}
-			}
+		case 11:
+			err = appendMessage(&w, f, t, &g.Inputs, decodeValueInfo)
+		case 12:
+			err = appendMessage(&w, f, t, &g.Outputs, decodeValueInfo)
+		case 13:
+			err = appendMessage(&w, f, t, &g.ValueInfo, decodeValueInfo)
 		case 15:
 			_, err = w.bytesField(f, t)
 			if err == nil {
@@ -358,21 +320,20 @@ func decodeGraph(b []byte, depth int, lite bool) (*Graph, error) {
 		default:
 			err = w.skip(t)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("graph %q field %d: %w", g.Name, f, err)
-		}
+		return err
+	}, func(f int, err error) error {
+		return fmt.Errorf("graph %q field %d: %w", g.Name, f, err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return g, nil
 }
 
-func decodeNode(b []byte, depth int, lite bool) (*Node, error) {
+func (d decoder) node(b []byte) (*Node, error) {
 	n := &Node{}
 	w := wire{b: b}
-	for !w.done() {
-		f, t, err := w.tag()
-		if err != nil {
-			return nil, err
-		}
+	err := w.fields(func(f, t int) (err error) {
 		var s string
 		switch f {
 		case 1:
@@ -388,14 +349,7 @@ func decodeNode(b []byte, depth int, lite bool) (*Node, error) {
 		case 4:
 			n.OpType, err = w.stringField(f, t)
 		case 5:
-			var sub []byte
-			if sub, err = w.bytesField(f, t); err == nil {
-				var a *Attribute
-				a, err = decodeAttribute(sub, depth, lite)
-				if err == nil {
-					n.Attributes = append(n.Attributes, a)
-				}
-			}
+			err = appendMessage(&w, f, t, &n.Attributes, d.attribute)
 		case 6:
 			n.DocString, err = w.stringField(f, t)
 		case 7:
@@ -403,22 +357,24 @@ func decodeNode(b []byte, depth int, lite bool) (*Node, error) {
 		default:
 			err = w.skip(t)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("node %q (%s) field %d: %w", n.Name, n.OpType, f, err)
-		}
+		return err
+	}, func(f int, err error) error {
+		return fmt.Errorf("node %q (%s) field %d: %w", n.Name, n.OpType, f, err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return n, nil
 }
 
-func decodeAttribute(b []byte, depth int, lite bool) (*Attribute, error) {
+func (d decoder) attribute(b []byte) (*Attribute, error) {
 	a := &Attribute{}
+	// Attribute tensors are always decoded in full (operators read them
+	// when a session is planned), and subgraphs are one level deeper.
+	full := decoder{}
+	sub := decoder{depth: d.depth + 1, lite: d.lite}
 	w := wire{b: b}
-	for !w.done() {
-		f, t, err := w.tag()
-		if err != nil {
-			return nil, err
-		}
-		var sub []byte
+	err := w.fields(func(f, t int) (err error) {
 		switch f {
 		case 1:
 			a.Name, err = w.stringField(f, t)
@@ -429,35 +385,22 @@ func decodeAttribute(b []byte, depth int, lite bool) (*Attribute, error) {
 		case 4:
 			a.S, err = w.bytesField(f, t)
 		case 5:
-			if sub, err = w.bytesField(f, t); err == nil {
-				a.T, err = decodeTensor(sub, false)
-			}
+			a.T, err = message(&w, f, t, full.tensor)
 		case 6:
-			if sub, err = w.bytesField(f, t); err == nil {
-				a.G, err = decodeGraph(sub, depth+1, lite)
-			}
+			a.G, err = message(&w, f, t, sub.graph)
 		case 7:
 			a.Floats, err = w.appendFloat32s(a.Floats, f, t)
 		case 8:
 			a.Ints, err = w.appendVarints(a.Ints, f, t)
 		case 9:
-			if sub, err = w.bytesField(f, t); err == nil {
-				a.Strings = append(a.Strings, sub)
+			var s []byte
+			if s, err = w.bytesField(f, t); err == nil {
+				a.Strings = append(a.Strings, s)
 			}
 		case 10:
-			if sub, err = w.bytesField(f, t); err == nil {
-				var tp *TensorProto
-				if tp, err = decodeTensor(sub, false); err == nil {
-					a.Tensors = append(a.Tensors, tp)
-				}
-			}
+			err = appendMessage(&w, f, t, &a.Tensors, full.tensor)
 		case 11:
-			if sub, err = w.bytesField(f, t); err == nil {
-				var g *Graph
-				if g, err = decodeGraph(sub, depth+1, lite); err == nil {
-					a.Graphs = append(a.Graphs, g)
-				}
-			}
+			err = appendMessage(&w, f, t, &a.Graphs, sub.graph)
 		case 20:
 			var v int64
 			v, err = w.int64Field(f, t)
@@ -467,9 +410,12 @@ func decodeAttribute(b []byte, depth int, lite bool) (*Attribute, error) {
 		default:
 			err = w.skip(t)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("attribute %q field %d: %w", a.Name, f, err)
-		}
+		return err
+	}, func(f int, err error) error {
+		return fmt.Errorf("attribute %q field %d: %w", a.Name, f, err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if a.Type == AttrUndefined {
 		// Very old writers leave the type out; infer it from what is set.
@@ -498,42 +444,36 @@ func decodeAttribute(b []byte, depth int, lite bool) (*Attribute, error) {
 func decodeValueInfo(b []byte) (*ValueInfo, error) {
 	vi := &ValueInfo{}
 	w := wire{b: b}
-	for !w.done() {
-		f, t, err := w.tag()
-		if err != nil {
-			return nil, err
-		}
+	err := w.fields(func(f, t int) (err error) {
 		switch f {
 		case 1:
 			vi.Name, err = w.stringField(f, t)
 		case 2:
-			var sub []byte
-			if sub, err = w.bytesField(f, t); err == nil {
-				vi.Type, err = decodeType(sub, 0)
-			}
+			vi.Type, err = message(&w, f, t, decoder{}.typeProto)
 		case 3:
 			vi.DocString, err = w.stringField(f, t)
 		default:
 			err = w.skip(t)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("value_info %q field %d: %w", vi.Name, f, err)
-		}
+		return err
+	}, func(f int, err error) error {
+		return fmt.Errorf("value_info %q field %d: %w", vi.Name, f, err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return vi, nil
 }
 
-func decodeType(b []byte, depth int) (*TypeInfo, error) {
-	if depth > maxDepth {
+// typeProto decodes a TypeProto nested d.depth types deep.
+func (d decoder) typeProto(b []byte) (*TypeInfo, error) {
+	if d.depth > maxDepth {
 		return nil, fmt.Errorf("types nested deeper than %d", maxDepth)
 	}
 	ti := &TypeInfo{}
+	inner := decoder{depth: d.depth + 1}
 	w := wire{b: b}
-	for !w.done() {
-		f, t, err := w.tag()
-		if err != nil {
-			return nil, err
-		}
+	err := w.fields(func(f, t int) (err error) {
 		var sub []byte
 		switch f {
 		case 1: // tensor_type
@@ -544,89 +484,73 @@ func decodeType(b []byte, depth int) (*TypeInfo, error) {
 		case 4: // sequence_type
 			if sub, err = w.bytesField(f, t); err == nil {
 				ti.Kind = KindSequence
-				ti.SeqElem, err = decodeWrappedType(sub, 1, depth)
+				ti.SeqElem, err = inner.wrappedType(sub)
 			}
 		case 5: // map_type
 			if sub, err = w.bytesField(f, t); err == nil {
 				ti.Kind = KindMap
-				err = decodeMapType(sub, ti, depth)
+				err = inner.mapType(sub, ti)
 			}
 		case 9: // optional_type
-			if sub, err = w.bytesField(f, t); err == nil {
-				var in *TypeInfo
-				if in, err = decodeWrappedType(sub, 1, depth); err == nil && in != nil {
-					*ti = *in
-					ti.Optional = true
-				}
+			var in *TypeInfo
+			if in, err = message(&w, f, t, inner.wrappedType); err == nil && in != nil {
+				*ti = *in
+				ti.Optional = true
 			}
 		default:
 			err = w.skip(t)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("type field %d: %w", f, err)
-		}
+		return err
+	}, func(f int, err error) error {
+		return fmt.Errorf("type field %d: %w", f, err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return ti, nil
 }
 
-// decodeWrappedType decodes a message whose field number field is a TypeProto.
-func decodeWrappedType(b []byte, field, depth int) (*TypeInfo, error) {
+// wrappedType decodes a message whose field 1 is a TypeProto (a sequence's
+// or an optional's element type), nil when the field is absent.
+func (d decoder) wrappedType(b []byte) (*TypeInfo, error) {
 	var out *TypeInfo
 	w := wire{b: b}
-	for !w.done() {
-		f, t, err := w.tag()
-		if err != nil {
-			return nil, err
-		}
-		if f == field {
-			var sub []byte
-			if sub, err = w.bytesField(f, t); err == nil {
-				out, err = decodeType(sub, depth+1)
-			}
+	err := w.fields(func(f, t int) (err error) {
+		if f == 1 {
+			out, err = message(&w, f, t, d.typeProto)
 		} else {
 			err = w.skip(t)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	}, nil)
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-func decodeMapType(b []byte, ti *TypeInfo, depth int) error {
+// mapType decodes a map's key and value types into ti.
+func (d decoder) mapType(b []byte, ti *TypeInfo) error {
 	w := wire{b: b}
-	for !w.done() {
-		f, t, err := w.tag()
-		if err != nil {
-			return err
-		}
+	return w.fields(func(f, t int) (err error) {
 		switch f {
 		case 1:
 			var v int64
 			v, err = w.int64Field(f, t)
 			ti.MapKey = DType(v)
 		case 2:
-			var sub []byte
-			if sub, err = w.bytesField(f, t); err == nil {
-				ti.MapValue, err = decodeType(sub, depth+1)
-			}
+			ti.MapValue, err = message(&w, f, t, d.typeProto)
 		default:
 			err = w.skip(t)
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	}, nil)
 }
 
+// decodeTensorType decodes a tensor type's element type and shape into ti.
 func decodeTensorType(b []byte, ti *TypeInfo) error {
 	w := wire{b: b}
-	for !w.done() {
-		f, t, err := w.tag()
-		if err != nil {
-			return err
-		}
+	return w.fields(func(f, t int) (err error) {
 		switch f {
 		case 1:
 			var v int64
@@ -641,56 +565,60 @@ func decodeTensorType(b []byte, ti *TypeInfo) error {
 		default:
 			err = w.skip(t)
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	}, nil)
 }
 
 func decodeShape(b []byte) ([]Dim, error) {
-	dims := []Dim{}
+	// Collect the dims in a buffer on the stack (most shapes fit), so that
+	// the result costs one allocation of the exact size.
+	var buf [8]Dim
+	dims := buf[:0]
 	w := wire{b: b}
-	for !w.done() {
-		f, t, err := w.tag()
-		if err != nil {
-			return nil, err
-		}
+	err := w.fields(func(f, t int) error {
 		if f != 1 {
-			if err := w.skip(t); err != nil {
-				return nil, err
-			}
-			continue
+			return w.skip(t)
 		}
 		sub, err := w.bytesField(f, t)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		d := Dim{Value: -1}
-		dw := wire{b: sub}
-		for !dw.done() {
-			f, t, err := dw.tag()
-			if err != nil {
-				return nil, err
-			}
-			switch f {
-			case 1:
-				d.Value, err = dw.int64Field(f, t)
-				if err == nil && (d.Value < 0 || d.Value > math.MaxInt32) {
-					err = fmt.Errorf("dim_value %d is out of range", d.Value)
-				}
-			case 2:
-				d.Param, err = dw.stringField(f, t)
-			default:
-				err = dw.skip(t)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("shape dim %d: %w", len(dims), err)
-			}
+		d, err := decodeDim(sub, len(dims))
+		if err != nil {
+			return err
 		}
 		dims = append(dims, d)
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
 	}
-	return dims, nil
+	out := make([]Dim, len(dims))
+	copy(out, dims)
+	return out, nil
+}
+
+// decodeDim decodes the shape's dimension number i.
+func decodeDim(b []byte, i int) (Dim, error) {
+	d := Dim{Value: -1}
+	w := wire{b: b}
+	err := w.fields(func(f, t int) (err error) {
+		switch f {
+		case 1:
+			d.Value, err = w.int64Field(f, t)
+			if err == nil && (d.Value < 0 || d.Value > math.MaxInt32) {
+				err = fmt.Errorf("dim_value %d is out of range", d.Value)
+			}
+		case 2:
+			d.Param, err = w.stringField(f, t)
+		default:
+			err = w.skip(t)
+		}
+		return err
+	}, func(_ int, err error) error {
+		return fmt.Errorf("shape dim %d: %w", i, err)
+	})
+	return d, err
 }
 
 // maxTensorElems bounds the element count claimed by a tensor's dims when the
@@ -701,16 +629,16 @@ const maxTensorElems = 1 << 30 // also keeps every dim within a 32-bit int (arm/
 // DecodeTensor decodes a serialized TensorProto (as in the node tests'
 // input_N.pb files).
 func DecodeTensor(b []byte) (*TensorProto, error) {
-	tp, err := decodeTensor(b, false)
+	tp, err := decoder{}.tensor(b)
 	if err != nil {
 		return nil, errclass.Wrap(errclass.InvalidArgument, err, "decode tensor")
 	}
 	return tp, nil
 }
 
-// decodeTensor decodes a TensorProto. With lite set it checks the data but
+// tensor decodes a TensorProto. With d.lite set it checks the data but
 // leaves Tensor.Data nil (for Inspect, which must not copy the weights).
-func decodeTensor(b []byte, lite bool) (*TensorProto, error) {
+func (d decoder) tensor(b []byte) (*TensorProto, error) {
 	var (
 		dims       []int64
 		dt         DType
@@ -726,12 +654,10 @@ func decodeTensor(b []byte, lite bool) (*TensorProto, error) {
 		external   bool
 		dataLocExt bool
 	)
+	var strBuf [4][]byte // string tensors are mostly short: keep them off the heap
+	strs = strBuf[:0]
 	w := wire{b: b}
-	for !w.done() {
-		f, t, err := w.tag()
-		if err != nil {
-			return nil, err
-		}
+	err := w.fields(func(f, t int) (err error) {
 		switch f {
 		case 1:
 			dims, err = w.appendVarints(dims, f, t)
@@ -771,9 +697,12 @@ func decodeTensor(b []byte, lite bool) (*TensorProto, error) {
 		default:
 			err = w.skip(t)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("tensor %q field %d: %w", name, f, err)
-		}
+		return err
+	}, func(f int, err error) error {
+		return fmt.Errorf("tensor %q field %d: %w", name, f, err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if external || dataLocExt {
 		return nil, fmt.Errorf("tensor %q uses external data, which is not supported", name)
@@ -820,15 +749,15 @@ func decodeTensor(b []byte, lite bool) (*TensorProto, error) {
 	if hasRaw && dt == String {
 		return nil, fmt.Errorf("tensor %q: string tensors cannot use raw_data", name)
 	}
-	if lite {
+	if d.lite {
 		return tp, nil
 	}
 	if hasRaw {
 		tt.Data = decodeRaw(dt, raw, n)
 		return tp, nil
 	}
-	d := makeData(dt, n)
-	switch v := d.(type) {
+	data := makeData(dt, n)
+	switch v := data.(type) {
 	case []float32:
 		switch dt {
 		case Float:
@@ -847,44 +776,39 @@ func decodeTensor(b []byte, lite bool) (*TensorProto, error) {
 	case []int64:
 		copy(v, int64s)
 	case []uint64:
-		for i, x := range uint64s {
-			v[i] = uint64(x)
-		}
+		convertInts(v, uint64s)
 	case []uint32:
-		for i, x := range uint64s {
-			v[i] = uint32(x)
-		}
+		convertInts(v, uint64s)
 	case []string:
 		for i, s := range strs {
 			v[i] = string(s)
 		}
 	case []int32:
-		for i, x := range int32s {
-			v[i] = int32(x)
-		}
+		convertInts(v, int32s)
 	case []int16:
-		for i, x := range int32s {
-			v[i] = int16(x)
-		}
+		convertInts(v, int32s)
 	case []int8:
-		for i, x := range int32s {
-			v[i] = int8(x)
-		}
+		convertInts(v, int32s)
 	case []uint16:
-		for i, x := range int32s {
-			v[i] = uint16(x)
-		}
+		convertInts(v, int32s)
 	case []uint8:
-		for i, x := range int32s {
-			v[i] = uint8(x)
-		}
+		convertInts(v, int32s)
 	case []bool:
 		for i, x := range int32s {
 			v[i] = x != 0
 		}
 	}
-	tt.Data = d
+	tt.Data = data
 	return tp, nil
+}
+
+// convertInts converts the integers of a typed data field (int32_data or
+// uint64_data, read as int64s) to the tensor's element type, truncating as
+// the format defines.
+func convertInts[T int8 | int16 | int32 | uint8 | uint16 | uint32 | uint64](dst []T, src []int64) {
+	for i, x := range src {
+		dst[i] = T(x)
+	}
 }
 
 func elemSize(dt DType) int {

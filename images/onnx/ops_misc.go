@@ -486,6 +486,17 @@ func scatterApply(o, upd *Tensor, pos []int, reduction string) error {
 	return nil
 }
 
+// scatterCopy sets out[0] to a copy of x with upd written at the flat
+// positions pos (ScatterElements, ScatterND).
+func scatterCopy(rc *RunContext, out []*Tensor, x, upd *Tensor, pos []int, reduction string) error {
+	o := rc.Copy(x, nil)
+	if err := scatterApply(o, upd, pos, reduction); err != nil {
+		return err
+	}
+	out[0] = o
+	return nil
+}
+
 func checkReduction(b *NodeBuilder) string {
 	red := b.AttrString("reduction", "none")
 	switch red {
@@ -510,31 +521,11 @@ func buildScatterElements(b *NodeBuilder) (Kernel, error) {
 		if !sameShape(ind.Shape, upd.Shape) || len(ind.Shape) != r {
 			return fmt.Errorf("indices shape %v and updates shape %v must match and have rank %d", ind.Shape, upd.Shape, r)
 		}
-		iv, err := ind.AsInt64s()
+		pos, err := elementPositions(x.Shape, ind, ax)
 		if err != nil {
 			return err
 		}
-		st := stridesOf(x.Shape)
-		pos := stridedIndex(ind.Shape, 0, st)
-		ist := stridesOf(ind.Shape)
-		dim := int64(x.Shape[ax])
-		for i := range pos {
-			c := (i / ist[ax]) % ind.Shape[ax]
-			v := iv[i]
-			if v < -dim || v >= dim {
-				return fmt.Errorf("index %d is out of range for axis %d of size %d", v, ax, dim)
-			}
-			if v < 0 {
-				v += dim
-			}
-			pos[i] += (int(v) - c) * st[ax]
-		}
-		o := rc.Copy(x, nil)
-		if err := scatterApply(o, upd, pos, red); err != nil {
-			return err
-		}
-		out[0] = o
-		return nil
+		return scatterCopy(rc, out, x, upd, pos, red)
 	}, nil
 }
 
@@ -577,12 +568,7 @@ func buildScatterND(b *NodeBuilder) (Kernel, error) {
 				pos = append(pos, off+j)
 			}
 		}
-		o := rc.Copy(x, nil)
-		if err := scatterApply(o, upd, pos, red); err != nil {
-			return err
-		}
-		out[0] = o
-		return nil
+		return scatterCopy(rc, out, x, upd, pos, red)
 	}, nil
 }
 

@@ -135,6 +135,16 @@ func intsInput(in []*Tensor, i int) ([]int64, bool, error) {
 	return v, true, err
 }
 
+// intsSince reads a list of ints that moved from an attribute to input i at
+// opset since: input i's values from that opset on, attr before it.
+func intsSince(b *NodeBuilder, since int, attr []int64, in []*Tensor, i int) ([]int64, error) {
+	if b.Opset < since {
+		return attr, nil
+	}
+	v, _, err := intsInput(in, i)
+	return v, err
+}
+
 func buildConstant(b *NodeBuilder) (Kernel, error) {
 	b.CheckInputs(0, 0)
 	var val *Tensor
@@ -458,13 +468,9 @@ func buildSqueeze(b *NodeBuilder) (Kernel, error) {
 	b.CheckInputs(1, 2)
 	attrAxes := b.AttrInts("axes", nil)
 	return func(rc *RunContext, in, out []*Tensor) error {
-		axes := attrAxes
-		if b.Opset >= 13 {
-			v, _, err := intsInput(in, 1)
-			if err != nil {
-				return err
-			}
-			axes = v
+		axes, err := intsSince(b, 13, attrAxes, in, 1)
+		if err != nil {
+			return err
 		}
 		x := in[0]
 		r := len(x.Shape)
@@ -499,13 +505,9 @@ func buildUnsqueeze(b *NodeBuilder) (Kernel, error) {
 	b.CheckInputs(1, 2)
 	attrAxes := b.AttrInts("axes", nil)
 	return func(rc *RunContext, in, out []*Tensor) error {
-		axes := attrAxes
-		if b.Opset >= 13 {
-			v, _, err := intsInput(in, 1)
-			if err != nil {
-				return err
-			}
-			axes = v
+		axes, err := intsSince(b, 13, attrAxes, in, 1)
+		if err != nil {
+			return err
 		}
 		x := in[0]
 		r := len(x.Shape) + len(axes)
@@ -723,11 +725,9 @@ func buildSplit(b *NodeBuilder) (Kernel, error) {
 		if err != nil {
 			return err
 		}
-		split := attrSplit
-		if b.Opset >= 13 {
-			if split, _, err = intsInput(in, 1); err != nil {
-				return err
-			}
+		split, err := intsSince(b, 13, attrSplit, in, 1)
+		if err != nil {
+			return err
 		}
 		dim := x.Shape[ax]
 		sizes := make([]int, numOut)
@@ -824,28 +824,46 @@ func buildGatherElements(b *NodeBuilder) (Kernel, error) {
 		if len(ind.Shape) != r {
 			return fmt.Errorf("indices rank %d differs from data rank %d", len(ind.Shape), r)
 		}
-		iv, err := ind.AsInt64s()
+		pos, err := elementPositions(x.Shape, ind, ax)
 		if err != nil {
 			return err
-		}
-		st := stridesOf(x.Shape)
-		pos := stridedIndex(ind.Shape, 0, st) // flat index of each element's coordinate in x (without axis adj.)
-		ist := stridesOf(ind.Shape)
-		dim := int64(x.Shape[ax])
-		for i := range pos {
-			c := (i / ist[ax]) % ind.Shape[ax]
-			v := iv[i]
-			if v < -dim || v >= dim {
-				return fmt.Errorf("index %d is out of range for axis %d of size %d", v, ax, dim)
-			}
-			if v < 0 {
-				v += dim
-			}
-			pos[i] += (int(v) - c) * st[ax]
 		}
 		out[0] = gatherNew(rc, x, ind.Shape, pos)
 		return nil
 	}, nil
+}
+
+// elementPositions returns, for each element of ind (indices of the same
+// rank as shape, as GatherElements and ScatterElements take them), the flat
+// position in a tensor of that shape of the element it addresses: the
+// element's own coordinates with the one along axis ax replaced by its
+// index value (negative counting from the end).
+func elementPositions(shape []int, ind *Tensor, ax int) ([]int, error) {
+	for d := range shape {
+		if d != ax && ind.Shape[d] > shape[d] {
+			return nil, fmt.Errorf("indices dimension %d is %d, over the data's %d", d, ind.Shape[d], shape[d])
+		}
+	}
+	iv, err := ind.AsInt64s()
+	if err != nil {
+		return nil, err
+	}
+	st := stridesOf(shape)
+	pos := stridedIndex(ind.Shape, 0, st) // flat index of each element's coordinate (without the axis adjusted)
+	ist := stridesOf(ind.Shape)
+	dim := int64(shape[ax])
+	for i := range pos {
+		c := (i / ist[ax]) % ind.Shape[ax]
+		v := iv[i]
+		if v < -dim || v >= dim {
+			return nil, fmt.Errorf("index %d is out of range for axis %d of size %d", v, ax, dim)
+		}
+		if v < 0 {
+			v += dim
+		}
+		pos[i] += (int(v) - c) * st[ax]
+	}
+	return pos, nil
 }
 
 func buildExpand(b *NodeBuilder) (Kernel, error) {

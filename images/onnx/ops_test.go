@@ -209,3 +209,22 @@ func TestFloat16RoundTrip(t *testing.T) {
 		t.Errorf("roundF16 = %v", got)
 	}
 }
+
+// TestElementIndicesBounds: GatherElements and ScatterElements refuse
+// indices larger than the data outside the axis (they would address other
+// elements, or none) and index values out of range.
+func TestElementIndicesBounds(t *testing.T) {
+	cases := []opCase{
+		{name: "gather ok", opset: 13, op: "GatherElements", attrs: []*Attribute{intA("axis", 1)},
+			inputs: []*Tensor{iota32(2, 3), i64([]int{2, 1}, 2, 0)}, want: []string{"[2 1] [2 3]"}},
+		{name: "gather indices too tall", opset: 13, op: "GatherElements", attrs: []*Attribute{intA("axis", 1)},
+			inputs: []*Tensor{iota32(2, 3), i64([]int{3, 1}, 0, 0, 0)}, errHas: "indices dimension 0 is 3, over the data's 2"},
+		{name: "gather index out of range", opset: 13, op: "GatherElements", attrs: []*Attribute{intA("axis", 1)},
+			inputs: []*Tensor{iota32(2, 3), i64([]int{2, 1}, 3, 0)}, errHas: "out of range"},
+		{name: "scatter indices too wide", opset: 16, op: "ScatterElements", attrs: []*Attribute{intA("axis", 0)},
+			inputs: []*Tensor{iota32(2, 2), i64([]int{1, 3}, 0, 1, 0), f32([]int{1, 3}, 9, 9, 9)}, errHas: "indices dimension 1 is 3, over the data's 2"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { runOpCase(t, tc) })
+	}
+}

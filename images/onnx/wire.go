@@ -95,6 +95,49 @@ func (w *wire) tag() (field int, typ int, err error) {
 	return field, typ, nil
 }
 
+// fields reads a message field by field: for each key it calls fn with the
+// field number and wire type, and fn reads the value (calling w.skip for a
+// field it does not know). A malformed key is returned as it is; an error
+// from fn is passed through wrap, when wrap is not nil, which adds the
+// message's context (what it is, and the field number f).
+func (w *wire) fields(fn func(f, t int) error, wrap func(f int, err error) error) error {
+	for !w.done() {
+		f, t, err := w.tag()
+		if err != nil {
+			return err
+		}
+		if err := fn(f, t); err != nil {
+			if wrap != nil {
+				err = wrap(f, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// message reads field f, of wire type t, as an embedded message and decodes
+// it with decode.
+func message[T any](w *wire, f, t int, decode func([]byte) (T, error)) (T, error) {
+	b, err := w.bytesField(f, t)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return decode(b)
+}
+
+// appendMessage reads a repeated embedded message field (one element of
+// it), decodes it and appends it to *dst.
+func appendMessage[T any](w *wire, f, t int, dst *[]T, decode func([]byte) (T, error)) error {
+	v, err := message(w, f, t, decode)
+	if err != nil {
+		return err
+	}
+	*dst = append(*dst, v)
+	return nil
+}
+
 // skip skips a field value of the given wire type.
 func (w *wire) skip(typ int) error {
 	return w.skipDepth(typ, 0)
