@@ -65,3 +65,32 @@ func BenchmarkExampleModels(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecode decodes (and inspects) each example model: the cost of
+// loading a model in the scorer and of checking an upload in the cloud.
+func BenchmarkDecode(b *testing.B) {
+	for _, name := range exampleModels(b) {
+		data, err := os.ReadFile(filepath.Join(exampleDir, name+".onnx"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name+"/decode", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := Decode(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/inspect", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := Inspect(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
