@@ -209,6 +209,18 @@ func TestDeployServices(t *testing.T) {
 		t.Errorf("all devices healthy, yet a device table:\n%s", out)
 	}
 
+	// Where the service runs: every device of paris reports iris:1, healthy.
+	runSteps(t, h, []step{
+		{[]string{"service", "devices", "iris"}, 0, []string{"DEVICE", "VERSION", devs[0], devs[1], devs[2], "iris:1", "Running",
+			"3 device(s): 3 run iris:1 (3 healthy)."}},
+		{[]string{"service", "devices", "nope"}, 1, []string{`service devices "nope"`, "not found"}},
+	})
+	var where []ServiceOnDevice
+	decodeStrictJSON(t, h.must("service", "devices", "iris", "-o", "json"), &where)
+	if len(where) != 3 || where[0].Version != "iris:1" || !where[0].Healthy || where[0].Phase != twin.Running {
+		t.Errorf("service devices -o json = %+v", where)
+	}
+
 	runSteps(t, h, []step{
 		{[]string{"rollout", "rollback", "iris"}, 1, []string{"roll back iris", "no previous image"}},
 		{[]string{"rollout", "start", "iris", "--image", "iris-b:1", "--batch", "1", "--soak", "1m", "--device-timeout", "1h"}, 0, []string{"000002", "iris:1", "iris-b:1", "Running"}},

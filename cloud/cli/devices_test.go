@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mlfleet/mlfleet/cloud"
 	"github.com/mlfleet/mlfleet/shared/errclass"
 	"github.com/mlfleet/mlfleet/shared/twin"
 )
@@ -167,4 +168,41 @@ func FuzzParseLabels(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestServiceOnDevices(t *testing.T) {
+	svc := &cloud.ScoringService{Name: "iris", Image: "iris:2", ImageReference: "r/iris@sha256:2", Previous: "iris:1", PreviousReference: "r/iris@sha256:1"}
+	reported := func(image string, phase twin.Phase, healthy bool, reason string) *twin.Reported {
+		return &twin.Reported{Services: []twin.ServiceStatus{
+			{Name: "other", Image: "r/other@sha256:9", Phase: twin.Running, Healthy: true},
+			{Name: "iris", Image: image, Phase: phase, Healthy: healthy, Reason: reason},
+		}}
+	}
+	devs := []cloud.Device{
+		{ID: "d-5", Online: true, Reported: reported("r/iris@sha256:2", twin.Running, true, "")},
+		{ID: "d-4", Online: false, Reported: reported("r/iris@sha256:2", twin.Running, false, "")},
+		{ID: "d-3", Online: true, Reported: reported("r/iris@sha256:1", twin.RolledBack, true, "v2 crashed at start")},
+		{ID: "d-2", Online: true, Reported: reported("r/x@sha256:7", twin.Running, true, "")},
+		{ID: "d-1", Online: false},
+	}
+	rows := serviceOnDevices(svc, devs)
+	want := []struct{ device, version, table string }{
+		{"d-1", "", "none"},
+		{"d-2", "", "other: r/x@sha256:7"},
+		{"d-3", "iris:1", "iris:1"},
+		{"d-4", "iris:2", "iris:2"},
+		{"d-5", "iris:2", "iris:2"},
+	}
+	for i, w := range want {
+		if rows[i].Device != w.device || rows[i].Version != w.version || serviceDeviceTable.row(rows[i])[2] != w.table {
+			t.Errorf("row %d = %+v (table %q), want %s %q %q", i, rows[i], serviceDeviceTable.row(rows[i])[2], w.device, w.version, w.table)
+		}
+	}
+	if rows[2].Reason != "v2 crashed at start" || rows[2].Phase != twin.RolledBack {
+		t.Errorf("d-3 = %+v", rows[2])
+	}
+	got := serviceDevicesSummary(svc, rows)
+	if w := "\n5 device(s): 2 run iris:2 (1 healthy), 1 run the previous iris:1, 1 another image, 1 none; 2 offline."; got != w {
+		t.Errorf("summary %q, want %q", got, w)
+	}
 }

@@ -3,14 +3,17 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mlfleet/mlfleet/cloud"
 	"github.com/mlfleet/mlfleet/cloud/client"
 	"github.com/mlfleet/mlfleet/shared/errclass"
+	"github.com/mlfleet/mlfleet/shared/twin"
 )
 
 // parseEnvVars turns --env KEY=VALUE flags into a map.
@@ -285,6 +288,157 @@ func (a *app) serviceCmd() *cobra.Command {
 		Example: `  mlfleet service delete iris`,
 		Args:    exactName("service"),
 	}, removeByName((*client.Client).DeleteService))
-	cmd.AddCommand(create, list, show, del)
+	devices := &cobra.Command{
+		Use:   "devices NAME",
+		Short: "Show where a service runs: each device of its environment and what it reports for the service",
+		Long: `List every device of the service's environment (evaluated now: devices
+enrolled later with matching labels are included) with the image it reports
+for the service: the service's image, its previous one, another, or none;
+with the phase, health and reason it reports, and whether it is online.`,
+		Example: `  mlfleet service devices iris
+  mlfleet service devices iris -o json`,
+		Args: exactName("service"),
+	}
+	dout := addOutput(devices)
+	devices.RunE = a.run(func(cmd *cobra.Command, args []string) error {
+		if err := checkFormat(*dout); err != nil {
+			return err
+		}
+		c, cfg, err := a.scope(needAcct)
+		if err != nil {
+			return err
+		}
+		ctx := cmd.Context()
+		svc, err := c.GetService(ctx, cfg.Subscription, cfg.Account, args[0])
+		if err != nil {
+			return fmt.Errorf("service devices %q: %w", args[0], err)
+		}
+		env, err := c.GetEnvironment(ctx, cfg.Subscription, cfg.Account, svc.Environment)
+		if err != nil {
+			return fmt.Errorf("service devices %q: environment %q: %w", args[0], svc.Environment, err)
+		}
+		var devs []cloud.Device
+		if env.Device != "" {
+			d, err := c.GetDevice(ctx, cfg.Subscription, cfg.Account, env.Device)
+			switch {
+			case err == nil:
+				devs = append(devs, *d)
+			case errclass.ClassOf(err) != errclass.NotFound:
+				return fmt.Errorf("service devices %q: %w", args[0], err)
+			}
+		} else if devs, err = c.ListAllDevices(ctx, cfg.Subscription, cfg.Account, env.Selector); err != nil {
+			return fmt.Errorf("service devices %q: %w", args[0], err)
+		}
+		rows := serviceOnDevices(svc, devs)
+		if *dout == formatJSON {
+			return writeJSON(a.env.Stdout, rows)
+		}
+		if err := serviceDeviceTable.print(a.env.Stdout, formatTable, rows, false); err != nil {
+			return err
+		}
+		fmt.Fprintln(a.env.Stdout, serviceDevicesSummary(svc, rows))
+		return nil
+	})
+
+	cmd.AddCommand(create, list, show, devices, del)
 	return cmd
+}
+
+// ServiceOnDevice is what one device reports for a service.
+type ServiceOnDevice struct {
+	Device string `json:"device"`
+	Online bool   `json:"online"`
+	// Version names the reported image: the service's image ("iris:2"), its
+	// previous one, or "" for another image (see Image) or none.
+	Version string     `json:"version,omitempty"`
+	Image   string     `json:"image,omitempty"`
+	Phase   twin.Phase `json:"phase,omitempty"`
+	Healthy bool       `json:"healthy"`
+	Reason  string     `json:"reason,omitempty"`
+	Since   *time.Time `json:"since,omitempty"`
+}
+
+// serviceOnDevices finds svc in what each device reports.
+func serviceOnDevices(svc *cloud.ScoringService, devs []cloud.Device) []ServiceOnDevice {
+	rows := make([]ServiceOnDevice, 0, len(devs))
+	for _, d := range devs {
+		r := ServiceOnDevice{Device: d.ID, Online: d.Online}
+		if d.Reported != nil {
+			for _, st := range d.Reported.Services {
+				if st.Name != svc.Name {
+					continue
+				}
+				r.Image, r.Phase, r.Healthy, r.Reason = st.Image, st.Phase, st.Healthy, st.Reason
+				if !st.Since.IsZero() {
+					since := st.Since
+					r.Since = &since
+				}
+				switch {
+				case st.Image == "":
+				case st.Image == svc.ImageReference:
+					r.Version = svc.Image
+				case st.Image == svc.PreviousReference:
+					r.Version = svc.Previous
+				}
+			}
+		}
+		rows = append(rows, r)
+	}
+	slices.SortFunc(rows, func(a, b ServiceOnDevice) int { return strings.Compare(a.Device, b.Device) })
+	return rows
+}
+
+var serviceDeviceTable = tabular[ServiceOnDevice]{
+	[]string{"DEVICE", "ONLINE", "VERSION", "PHASE", "HEALTHY", "SINCE", "REASON"},
+	func(r ServiceOnDevice) []string {
+		version := r.Version
+		switch {
+		case r.Version == "" && r.Image != "":
+			version = "other: " + r.Image
+		case r.Image == "":
+			version = "none"
+		}
+		since := ""
+		if r.Since != nil {
+			since = ts(*r.Since)
+		}
+		return []string{r.Device, strconv.FormatBool(r.Online), version, string(r.Phase), strconv.FormatBool(r.Healthy), since, r.Reason}
+	},
+}
+
+// serviceDevicesSummary counts the devices by what they run.
+func serviceDevicesSummary(svc *cloud.ScoringService, rows []ServiceOnDevice) string {
+	var current, healthy, previous, other, none, offline int
+	for _, r := range rows {
+		switch {
+		case r.Image == "":
+			none++
+		case r.Image == svc.ImageReference:
+			current++
+			if r.Healthy {
+				healthy++
+			}
+		case r.Version != "":
+			previous++
+		default:
+			other++
+		}
+		if !r.Online {
+			offline++
+		}
+	}
+	out := fmt.Sprintf("\n%d device(s): %d run %s (%d healthy)", len(rows), current, svc.Image, healthy)
+	if previous > 0 {
+		out += fmt.Sprintf(", %d run the previous %s", previous, svc.Previous)
+	}
+	if other > 0 {
+		out += fmt.Sprintf(", %d another image", other)
+	}
+	if none > 0 {
+		out += fmt.Sprintf(", %d none", none)
+	}
+	if offline > 0 {
+		out += fmt.Sprintf("; %d offline", offline)
+	}
+	return out + "."
 }
