@@ -29,6 +29,7 @@ func TestDemo(t *testing.T) {
 		"rollout 000001 of iris to iris:1: Succeeded",
 		`{"result":[{"label":0,`,
 		"rollout 000002 of iris to iris:2: Succeeded",
+		"1 device(s): 1 run iris:2 (1 healthy).",
 		"model layer", "already in the registry",
 		"make demo-down",
 	} {

@@ -109,6 +109,7 @@ up() {
   run mlfleet rollout start iris --image iris:2 --watch
   run curl -sS -H 'Content-Type: application/json' -d "$body" "http://$gw/services/iris/score"
   echo
+  run mlfleet service devices iris
 
   say "Done. Try next"
   cat <<EOT
