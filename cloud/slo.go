@@ -25,7 +25,7 @@ import (
 // image count. Metrics are the scorer's cumulative counters, so the window
 // is the difference of the two batches; a counter that went down means the
 // scorer restarted, and the newest batch's values then count alone (from
-// zero). A window without requests passes.
+// zero). A window with fewer than MinRequests requests passes.
 type SLOGate struct {
 	// MaxErrorRate is the largest fraction (0 to 1) of scoring requests that
 	// may fail with a server error (HTTP 5xx) in a device's window. Requests
@@ -38,7 +38,15 @@ type SLOGate struct {
 	// it is never under the true value. A device whose telemetry carries no
 	// latency buckets is not gated on latency.
 	MaxP99Ms *float64 `json:"maxP99Ms,omitempty"`
+	// MinRequests is the fewest scoring requests a device's window needs
+	// before the gate judges it (default 20): with fewer, one error is a
+	// large rate and the p99 is a single request. A window under it passes
+	// for now and is judged again as telemetry arrives.
+	MinRequests int `json:"minRequests,omitempty"`
 }
+
+// DefaultSLOMinRequests is SLOGate.MinRequests when unset.
+const DefaultSLOMinRequests = 20
 
 // maxP99Ms bounds MaxP99Ms (an hour).
 const maxP99Ms = 3600e3
@@ -52,6 +60,12 @@ func (g *SLOGate) normalize() error {
 	}
 	if p := g.MaxP99Ms; p != nil && (math.IsNaN(*p) || *p <= 0 || *p > maxP99Ms) {
 		return errclass.Invalid("slo.maxP99Ms", "slo.maxP99Ms %v is not between 0 (excluded) and %v", *p, float64(maxP99Ms))
+	}
+	switch {
+	case g.MinRequests < 0 || g.MinRequests > 1e9:
+		return errclass.Invalid("slo.minRequests", "slo.minRequests %d is not between 1 and 1000000000", g.MinRequests)
+	case g.MinRequests == 0:
+		g.MinRequests = DefaultSLOMinRequests
 	}
 	return nil
 }
@@ -67,6 +81,9 @@ func (g *SLOGate) String() string {
 	}
 	if g.MaxP99Ms != nil {
 		parts = append(parts, "p99 <= "+fmtNum(*g.MaxP99Ms)+" ms")
+	}
+	if g.MinRequests > 0 {
+		parts = append(parts, "judged from "+strconv.Itoa(g.MinRequests)+" requests")
 	}
 	return strings.Join(parts, ", ")
 }
@@ -251,8 +268,11 @@ func p99Of(base, latest map[float64]float64) (float64, bool) {
 // check returns why w breaks the gate ("" when it does not). A window
 // exactly at a limit passes.
 func (g *SLOGate) check(w sloWindow) string {
+	if w.requests < float64(max(g.MinRequests, 1)) {
+		return "" // too little traffic to judge yet
+	}
 	var why []string
-	if g.MaxErrorRate != nil && w.requests > 0 {
+	if g.MaxErrorRate != nil {
 		if rate := w.errors / w.requests; rate > *g.MaxErrorRate {
 			why = append(why, fmt.Sprintf("error rate %s over %s (%.0f of %.0f requests)", fmtNum(rate), fmtNum(*g.MaxErrorRate), w.errors, w.requests))
 		}

@@ -168,6 +168,7 @@ func TestSLOGateValidation(t *testing.T) {
 		{SLOGate{MaxP99Ms: ptr(0.0)}, "slo.maxP99Ms"},
 		{SLOGate{MaxP99Ms: ptr(-5.0)}, "slo.maxP99Ms"},
 		{SLOGate{MaxP99Ms: ptr(4e6)}, "slo.maxP99Ms"},
+		{SLOGate{MaxErrorRate: ptr(0.05), MinRequests: -1}, "slo.minRequests"},
 		{SLOGate{MaxErrorRate: ptr(0.0)}, ""},
 		{SLOGate{MaxErrorRate: ptr(0.05), MaxP99Ms: ptr(100.0)}, ""},
 	}
@@ -181,6 +182,32 @@ func TestSLOGateValidation(t *testing.T) {
 	var spec RolloutSpec
 	if err := json.Unmarshal([]byte(`{"slo":{"maxErrorRate":0.05,"maxP99Ms":100}}`), &spec); err != nil || spec.SLO.String() != "error rate <= 0.05, p99 <= 100 ms" {
 		t.Errorf("JSON slo -> %v, %v", spec.SLO, err)
+	}
+}
+
+// TestSLOMinRequests: a window with less traffic than the gate's minimum
+// is not judged (one error in a handful of requests is no signal).
+func TestSLOMinRequests(t *testing.T) {
+	w := windowOf(sampleOf(map[string]float64{}), sampleOf(scorerMetrics(5, 5, 0.005))) // 17 requests, 5 failed
+	cases := []struct {
+		min int
+		why string
+	}{
+		{0, ""}, // the default, 20
+		{17, "slo: error rate 0.294 over 0.05 (5 of 17 requests)"},
+		{18, ""},
+	}
+	for _, c := range cases {
+		spec := RolloutSpec{SLO: &SLOGate{MaxErrorRate: ptr(0.05), MinRequests: c.min}}
+		if err := spec.normalize(); err != nil {
+			t.Fatal(err)
+		}
+		if c.min == 0 && spec.SLO.MinRequests != DefaultSLOMinRequests {
+			t.Errorf("default minRequests %d, want %d", spec.SLO.MinRequests, DefaultSLOMinRequests)
+		}
+		if why := spec.SLO.check(w); why != c.why {
+			t.Errorf("minRequests %d: check = %q, want %q", c.min, why, c.why)
+		}
 	}
 }
 

@@ -62,6 +62,7 @@ type rolloutFlags struct {
 	soak, deviceTimeout            time.Duration
 	maxUnavailable                 int
 	maxErrorRate, maxP99Ms         float64
+	sloMinRequests                 int
 	watch                          bool
 }
 
@@ -75,6 +76,7 @@ func (rf *rolloutFlags) add(cmd *cobra.Command) {
 	fl.IntVar(&rf.maxUnavailable, "max-unavailable", 0, "at most this many devices of a batch update at once (0: the whole batch)")
 	fl.Float64Var(&rf.maxErrorRate, "max-error-rate", 0, "SLO gate: a device of the batch fails if more than this fraction [0-1) of its scoring requests on the new image answer 5xx (not gated unless set)")
 	fl.Float64Var(&rf.maxP99Ms, "max-p99-ms", 0, "SLO gate: a device of the batch fails if its p99 scoring latency on the new image is over this many milliseconds (not gated unless set)")
+	fl.IntVar(&rf.sloMinRequests, "slo-min-requests", 0, "SLO gate: judge a device only once its window has this many scoring requests (default 20)")
 	fl.BoolVar(&rf.watch, "watch", false, "follow the rollout until it ends (exit 0 Succeeded, 1 Reverted or Aborted)")
 }
 
@@ -88,7 +90,7 @@ func durationSeconds(flag string, d time.Duration) (int, error) {
 
 // spec builds the rollout spec; set says whether any flag was given.
 func (rf *rolloutFlags) spec(cmd *cobra.Command) (spec cloud.RolloutSpec, set bool, err error) {
-	for _, f := range []string{"batch", "success-threshold", "soak", "device-timeout", "error-threshold", "max-unavailable", "max-error-rate", "max-p99-ms"} {
+	for _, f := range []string{"batch", "success-threshold", "soak", "device-timeout", "error-threshold", "max-unavailable", "max-error-rate", "max-p99-ms", "slo-min-requests"} {
 		set = set || cmd.Flags().Changed(f)
 	}
 	for _, b := range rf.batches {
@@ -124,6 +126,15 @@ func (rf *rolloutFlags) spec(cmd *cobra.Command) (spec cloud.RolloutSpec, set bo
 			spec.SLO = &cloud.SLOGate{}
 		}
 		spec.SLO.MaxP99Ms = &rf.maxP99Ms
+	}
+	if cmd.Flags().Changed("slo-min-requests") {
+		if spec.SLO == nil {
+			return spec, set, usagef("--slo-min-requests needs an SLO gate: --max-error-rate or --max-p99-ms")
+		}
+		if n := rf.sloMinRequests; n < 1 || n > 1e9 {
+			return spec, set, errclass.Invalid("slo-min-requests", "invalid --slo-min-requests %d: want 1 to 1000000000", n)
+		}
+		spec.SLO.MinRequests = rf.sloMinRequests
 	}
 	spec.SuccessThreshold, spec.ErrorThreshold, spec.MaxUnavailable = rf.successThreshold, rf.errThreshold, rf.maxUnavailable
 	if spec.SoakSeconds, err = durationSeconds("soak", rf.soak); err != nil {
@@ -366,8 +377,8 @@ updated device goes back to the previous image.
 
 SLO gates (--max-error-rate, --max-p99-ms) also fail a device of the batch whose telemetry on the
 new image shows too many server errors (5xx answers to scoring requests) or too slow a p99
-latency, from when it reported healthy until the soak ends; a device without scoring traffic
-passes. The p99 is the upper bound of the latency-histogram bucket holding the 99th percentile.
+latency, from when it reported healthy until the soak ends; a device is judged once its window
+holds --slo-min-requests scoring requests (default 20), and passes until then. The p99 is the upper bound of the latency-histogram bucket holding the 99th percentile.
 Devices send telemetry once per telemetry window: keep --soak longer than a few windows.`,
 		Example: `  mlfleet rollout start iris --image iris:3
   mlfleet rollout start iris --image iris:3 --batch 1 --batch 25% --soak 5m --error-threshold 0.1 --watch
