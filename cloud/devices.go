@@ -843,6 +843,6 @@ func (s *Service) storeTelemetry(tx Tx, devicePath string, t *twin.Telemetry) er
 
 // keepTelemetry is how many telemetry batches the cloud keeps per device:
 // two hours at the daemon's default 60 s window, what rollout SLO gates
-// read. A batch with two services (a few hundred counter and latency-bucket
-// series, and the drift profiles) is about 40 kB: some 5 MB per device.
+// read. A batch with two services (their counter and latency-bucket series
+// and drift profiles) is 10-20 kB: some 2 MB per device.
 const keepTelemetry = 120
