@@ -37,12 +37,12 @@ type liveScorer struct {
 
 // startScorer serves model (a file of examples/testdata) as a scorer with
 // a handoff socket (unless noSocket) until the test ends or stop.
-func startScorer(t *testing.T, model string, noSocket bool) *liveScorer {
+func startScorer(t testing.TB, model string, noSocket bool) *liveScorer {
 	return startNamedScorer(t, "iris", model, noSocket)
 }
 
 // startNamedScorer is startScorer with the model named name.
-func startNamedScorer(t *testing.T, name, model string, noSocket bool) *liveScorer {
+func startNamedScorer(t testing.TB, name, model string, noSocket bool) *liveScorer {
 	t.Helper()
 	dir := t.TempDir()
 	m, err := os.ReadFile("../../examples/iris/manifest.json")
@@ -94,7 +94,7 @@ func (s *liveScorer) route(service string) Route {
 
 // serveGateway runs g.Serve on 127.0.0.1:0 until the test ends (or the
 // returned stop).
-func serveGateway(t *testing.T, g *Gateway) (string, func()) {
+func serveGateway(t testing.TB, g *Gateway) (string, func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -116,7 +116,7 @@ func serveGateway(t *testing.T, g *Gateway) (string, func()) {
 	return "http://" + ln.Addr().String(), stop
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -404,5 +404,42 @@ func TestHandedConnectionsMoveOnAfterAGatewayRestart(t *testing.T) {
 	<-stopped
 	if _, returned, _ := g2.HandoffStats(); returned == 0 {
 		t.Fatal("the new gateway got nothing back")
+	}
+}
+
+// BenchmarkScoring compares, with a real scorer in this process and 16
+// keep-alive clients, calling the scorer's port directly, going through the
+// gateway with connection handoff, and through the gateway proxying every
+// request (a scorer without a handoff socket). The figures that count are
+// EdgeFigures' (separate processes, real containers); these need no root.
+func BenchmarkScoring(b *testing.B) {
+	withSocket := startScorer(b, "iris_logreg.onnx", false)
+	without := startScorer(b, "iris_logreg.onnx", true)
+	gh := New(Config{})
+	gh.SetRoutes([]Route{withSocket.route("iris")})
+	baseHandoff, _ := serveGateway(b, gh)
+	gp := New(Config{})
+	gp.SetRoutes([]Route{without.route("iris")})
+	baseProxy, _ := serveGateway(b, gp)
+	for _, c := range []struct{ name, url string }{
+		{"direct", withSocket.url.String() + "/score"},
+		{"handoff", baseHandoff + "/services/iris/score"},
+		{"proxy", baseProxy + "/services/iris/score"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			tr := &http.Transport{MaxIdleConnsPerHost: 16}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			b.SetParallelism(8) // 16 clients on 2 cores
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					code, _, err := call(client, "POST", c.url, "", irisBody)
+					if err != nil || code != 200 {
+						b.Errorf("%d %v", code, err)
+						return
+					}
+				}
+			})
+		})
 	}
 }
