@@ -833,16 +833,19 @@ func (s *Service) HandleDeviceMessages(ctx context.Context, msgs []DeviceMessage
 // views (one record per batch, under the device).
 func (s *Service) storeTelemetry(tx Tx, devicePath string, t *twin.Telemetry) error {
 	if t.Seq > keepTelemetry {
-		old := fmt.Sprintf("%s/telemetry/%020d", devicePath, t.Seq-keepTelemetry)
-		if err := tx.Delete(old); err != nil && !errclass.Is(err, errclass.NotFound) {
+		if err := tx.Delete(telemetryPath(devicePath, t.Seq-keepTelemetry)); err != nil && !errclass.Is(err, errclass.NotFound) {
 			return err
 		}
 	}
-	return tx.Put(fmt.Sprintf("%s/telemetry/%020d", devicePath, t.Seq), t)
+	packed, err := packTelemetry(t)
+	if err != nil {
+		return err
+	}
+	return tx.Put(telemetryPath(devicePath, t.Seq), packed)
 }
 
 // keepTelemetry is how many telemetry batches the cloud keeps per device:
 // two hours at the daemon's default 60 s window, what rollout SLO gates
 // read. A batch with two services (their counter and latency-bucket series
-// and drift profiles) is 10-20 kB: some 2 MB per device.
+// and drift profiles) is 10-20 kB of JSON, kept gzipped.
 const keepTelemetry = 120

@@ -328,14 +328,25 @@ func telemetryPath(devicePath string, seq uint64) string {
 // readTelemetry reads a device's stored batch seq; ok is false when it is
 // not stored (never sent, or no longer kept).
 func readTelemetry(tx Tx, devicePath string, seq uint64) (*telemetryRecord, bool, error) {
-	var r telemetryRecord
+	// A batch is kept gzipped (storedTelemetry); one stored before that is
+	// the batch's JSON itself, which the embedded record reads.
+	var r struct {
+		storedTelemetry
+		telemetryRecord
+	}
 	if err := tx.Get(telemetryPath(devicePath, seq), &r); err != nil {
 		if errclass.Is(err, errclass.NotFound) {
 			return nil, false, nil
 		}
 		return nil, false, fmt.Errorf("read telemetry %d of device %s: %w", seq, devicePath, err)
 	}
-	return &r, true, nil
+	if len(r.Gzip) > 0 {
+		r.telemetryRecord = telemetryRecord{}
+		if err := r.storedTelemetry.unpack(&r.telemetryRecord); err != nil {
+			return nil, false, fmt.Errorf("read telemetry %d of device %s: %w", seq, devicePath, err)
+		}
+	}
+	return &r.telemetryRecord, true, nil
 }
 
 // maxSLOWalk bounds how many batches the gate reads back to find where a

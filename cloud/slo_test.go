@@ -329,3 +329,51 @@ func BenchmarkSLOVerdicts(b *testing.B) {
 		b.StopTimer()
 	}
 }
+
+// TestStoredTelemetry: batches are kept gzipped (several times smaller) and
+// read back as sent; batches kept before (plain JSON) still read.
+func TestStoredTelemetry(t *testing.T) {
+	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	metrics := scorerMetrics(900, 100, 0.02)
+	tel := &twin.Telemetry{Protocol: twin.Protocol, Device: "d-1", Seq: 7, Time: at,
+		Services: []twin.ServiceTelemetry{{Name: "iris", Image: "r/iris@sha256:2", Metrics: metrics, Profile: json.RawMessage(`{"features":{}}`)}}}
+	packed, err := packTelemetry(tel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := json.Marshal(tel)
+	stored, _ := json.Marshal(packed)
+	t.Logf("batch: %d bytes of JSON, stored %d", len(plain), len(stored))
+	if len(stored)*2 > len(plain) {
+		t.Errorf("stored %d bytes for %d of JSON: want at least 2x smaller", len(stored), len(plain))
+	}
+	m := &memTx{docs: map[string][]byte{telemetryPath("/d/d-1", 7): stored, telemetryPath("/d/d-1", 6): plain}}
+	for _, seq := range []uint64{7, 6} {
+		r, ok, err := readTelemetry(m, "/d/d-1", seq)
+		if err != nil || !ok {
+			t.Fatalf("batch %d: %v %v", seq, ok, err)
+		}
+		got, onNew := r.metricsOf("iris", "r/iris@sha256:2")
+		if r.Seq != 7 || !r.Time.Equal(at) || !onNew || len(got) != len(metrics) {
+			t.Errorf("batch %d read back as %+v", seq, r)
+		}
+	}
+	if _, ok, err := readTelemetry(m, "/d/d-1", 8); ok || err != nil {
+		t.Errorf("a batch never stored: %v %v", ok, err)
+	}
+	m.docs[telemetryPath("/d/d-1", 9)] = []byte(`{"gz":"bm90IGd6aXA="}`)
+	if _, _, err := readTelemetry(m, "/d/d-1", 9); err == nil {
+		t.Error("a corrupt stored batch read without error")
+	}
+}
+
+func BenchmarkPackTelemetry(b *testing.B) {
+	tel := &twin.Telemetry{Protocol: twin.Protocol, Device: "d-1", Seq: 7, Time: time.Now(),
+		Services: []twin.ServiceTelemetry{{Name: "iris", Image: "r/iris@sha256:2", Metrics: scorerMetrics(900, 100, 0.02)}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := packTelemetry(tel); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
