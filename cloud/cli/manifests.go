@@ -204,28 +204,14 @@ func (a *app) operationCmd() *cobra.Command {
 		return operationTable.print(a.env.Stdout, *lout, ops, false)
 	})
 
-	show := &cobra.Command{Use: "show ID", Short: "Show an operation with its log", Example: `  mlfleet operation show op-7f3c`, Args: exactName("operation ID")}
-	sout := addOutput(show)
-	show.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		if err := checkFormat(*sout); err != nil {
-			return err
-		}
-		c, cfg, err := a.scope(needAcct)
-		if err != nil {
-			return err
-		}
-		op, err := c.GetOperation(cmd.Context(), cfg.Subscription, cfg.Account, args[0])
-		if err != nil {
-			return fmt.Errorf("show operation %q: %w", args[0], err)
-		}
-		if *sout == formatJSON {
-			return writeJSON(a.env.Stdout, op)
-		}
-		if err := operationTable.print(a.env.Stdout, formatTable, []cloud.Operation{*op}, true); err != nil {
+	show := showCmd(a, "operation", &cobra.Command{
+		Use: "show ID", Short: "Show an operation with its log", Example: `  mlfleet operation show op-7f3c`, Args: exactName("operation ID"),
+	}, byName((*client.Client).GetOperation), func(w io.Writer, op *cloud.Operation) error {
+		if err := operationTable.print(w, formatTable, []cloud.Operation{*op}, true); err != nil {
 			return err
 		}
 		for _, l := range op.Log {
-			fmt.Fprintln(a.env.Stdout, "  "+l)
+			fmt.Fprintln(w, "  "+l)
 		}
 		return nil
 	})

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
@@ -33,6 +34,22 @@ func parseEnvVars(kvs []string) (map[string]string, error) {
 		m[k] = v
 	}
 	return m, nil
+}
+
+// environmentDevices returns the devices an environment holds now: its one
+// device (none if it was deleted), or every device its selector matches.
+func environmentDevices(ctx context.Context, c *client.Client, cfg Config, e *cloud.Environment) ([]cloud.Device, error) {
+	if e.Device == "" {
+		return c.ListAllDevices(ctx, cfg.Subscription, cfg.Account, e.Selector)
+	}
+	d, err := c.GetDevice(ctx, cfg.Subscription, cfg.Account, e.Device)
+	switch {
+	case err == nil:
+		return []cloud.Device{*d}, nil
+	case errclass.ClassOf(err) == errclass.NotFound:
+		return nil, nil
+	}
+	return nil, err
 }
 
 func environmentTarget(e cloud.Environment) string {
@@ -159,16 +176,8 @@ func (a *app) environmentCmd() *cobra.Command {
 		if err := environmentTable.print(a.env.Stdout, formatTable, []cloud.Environment{*e}, true); err != nil {
 			return err
 		}
-		var devs []cloud.Device
-		if e.Device != "" {
-			d, err := c.GetDevice(cmd.Context(), cfg.Subscription, cfg.Account, e.Device)
-			if err != nil && errclass.ClassOf(err) != errclass.NotFound {
-				return fmt.Errorf("show environment %q: %w", args[0], err)
-			}
-			if d != nil {
-				devs = append(devs, *d)
-			}
-		} else if devs, err = c.ListAllDevices(cmd.Context(), cfg.Subscription, cfg.Account, e.Selector); err != nil {
+		devs, err := environmentDevices(cmd.Context(), c, cfg, e)
+		if err != nil {
 			return fmt.Errorf("show environment %q: %w", args[0], err)
 		}
 		fmt.Fprintf(a.env.Stdout, "\n%d device(s):\n", len(devs))
@@ -317,16 +326,8 @@ with the phase, health and reason it reports, and whether it is online.`,
 		if err != nil {
 			return fmt.Errorf("service devices %q: environment %q: %w", args[0], svc.Environment, err)
 		}
-		var devs []cloud.Device
-		if env.Device != "" {
-			d, err := c.GetDevice(ctx, cfg.Subscription, cfg.Account, env.Device)
-			switch {
-			case err == nil:
-				devs = append(devs, *d)
-			case errclass.ClassOf(err) != errclass.NotFound:
-				return fmt.Errorf("service devices %q: %w", args[0], err)
-			}
-		} else if devs, err = c.ListAllDevices(ctx, cfg.Subscription, cfg.Account, env.Selector); err != nil {
+		devs, err := environmentDevices(ctx, c, cfg, env)
+		if err != nil {
 			return fmt.Errorf("service devices %q: %w", args[0], err)
 		}
 		rows := serviceOnDevices(svc, devs)

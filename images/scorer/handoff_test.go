@@ -2,7 +2,6 @@ package scorer
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,27 +26,10 @@ func handoffScorer(t *testing.T) (*Server, *net.UnixConn, func()) {
 	cfg := writeManifest(t, ex.manifest(t, nil), "iris_logreg.onnx")
 	cfg.HandoffSocket = filepath.Join(t.TempDir(), "h.sock")
 	cfg.ShutdownTimeout = 10 * time.Second
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		}
-	}
+	ts := startServer(t, cfg)
+	s := ts.Server
+	var once sync.Once
+	stop := func() { once.Do(func() { ts.stop(t) }) } // may run on another goroutine than the cleanup
 	t.Cleanup(stop)
 	waitUntil(t, "handoff socket", func() bool { _, err := os.Stat(cfg.HandoffSocket); return err == nil })
 	ctrl, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: cfg.HandoffSocket, Net: "unixpacket"})
